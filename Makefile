@@ -1,0 +1,26 @@
+# The two quickstart targets; each creates .venv (and the system packages the tests need) when missing.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-fast env system
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+env: $(STAMP)
+
+system:
+	bash tools/setup_system.sh
+
+demo: $(STAMP)
+	$(PY) tools/demo.py
+
+test: $(STAMP) system
+	. tools/slurm_local/env.sh && $(PY) -m pytest -q -ra tests
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -ra -m "not slow and not slurm" tests

@@ -1,0 +1,63 @@
+"""The typed config every recipe returns. Method-specific settings live in `ExperimentConfig.method`."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from dist_cluster.data.config import DataConfig
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adamw"            # any timm optimizer name (create_optimizer_v2)
+    lr: float = 1e-3               # base lr for the global batch the recipe states
+    weight_decay: float = 0.05
+    momentum: float = 0.9
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    clip_grad: float = 0.0         # global-norm clipping, 0 = off
+
+
+@dataclass
+class SchedConfig:
+    name: str = "cosine"           # any timm scheduler name, or "constant"
+    warmup_epochs: float = 0.0
+    warmup_lr: float = 1e-6
+    min_lr: float = 0.0
+    cooldown_epochs: int = 0
+
+
+@dataclass
+class EngineConfig:
+    zero_stage: int = 0            # DeepSpeed ZeRO stage 0-3
+    precision: str = "fp32"        # fp32 | bf16 | fp16 (fp16 only on GPU)
+    grad_accum: int = 1
+    log_every: int = 10            # optimizer steps between log lines
+    eval_every: int = 1            # epochs between evaluations (0 = only at the end)
+    max_steps: int = 0             # stop after this many optimizer steps (0 = full schedule)
+    progress: bool = True          # tqdm bar on rank 0
+    deepspeed: dict = field(default_factory=dict)  # extra DeepSpeed config merged last
+
+
+@dataclass
+class CheckpointConfig:
+    every_steps: int = 0           # also save every N optimizer steps (0 = epoch ends only)
+    keep_last: int = 2
+    resume: bool = True            # pick up the newest complete checkpoint in run_dir
+    save_at_epoch_end: bool = True
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = "experiment"
+    method: Any = None             # the method's own dataclass (see dist_cluster.methods)
+    run_dir: str = ""              # default: runs/<name>
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    sched: SchedConfig = field(default_factory=SchedConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    ckpt: CheckpointConfig = field(default_factory=CheckpointConfig)
+
+    def resolved_run_dir(self) -> str:
+        return self.run_dir or f"runs/{self.name}"

@@ -1,0 +1,89 @@
+"""The contract between a method and the engine.
+
+A method is one nn.Module holding its model(s) and losses (the DeepSpeed engine wraps all of it), plus:
+  - `stages()`: the training schedule (epochs per stage, parameter groups trained, loss weights, lr schedule);
+  - `param_groups()`: named groups of trainable parameters that stages refer to;
+  - `forward(batch, stage)`: a dict whose `loss/<name>` entries are loss terms (weighted by the stage and
+    summed by the engine) and whose other scalar entries are logged;
+  - `build_loaders(ctx)`: the training loader (Loader protocol) and anything needed for evaluation;
+  - hooks `on_stage_start`, `evaluate`, `write_figures`.
+Parameters that never train have requires_grad=False; parameters frozen only in some stages get lr 0 there
+(their optimizer group's lr_scale), so the optimizer and the DeepSpeed engine are built once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Iterator, Protocol
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from dist_cluster.engine.context import RunContext
+
+
+@dataclass
+class Stage:
+    name: str
+    epochs: int
+    train: tuple[str, ...] = ("all",)          # names from param_groups(); ("all",) = every group
+    loss_weights: dict[str, float] = field(default_factory=dict)  # missing term → weight 1.0
+    lr: float | None = None                    # None → optim.lr
+    sched: str | None = None                   # None → sched.name; "constant" keeps lr fixed
+    warmup_epochs: float | None = None         # None → sched.warmup_epochs
+
+    def weight(self, term: str) -> float:
+        return float(self.loss_weights.get(term, 1.0))
+
+    def trains(self, group: str) -> bool:
+        return "all" in self.train or group in self.train
+
+
+class Loader(Protocol):
+    """What the engine needs from a training data stream: equal batches on every rank, resumable."""
+
+    def batches_per_epoch(self) -> int: ...
+
+    def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[dict]: ...
+
+
+class Method(nn.Module):
+    """Base class; subclasses set `self.cfg` and build their modules in __init__(cfg: ExperimentConfig)."""
+
+    def stages(self) -> list[Stage]:
+        raise NotImplementedError
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        return {"all": [p for p in self.parameters() if p.requires_grad]}
+
+    def no_weight_decay(self) -> set[str]:
+        """Names (as in named_parameters) excluded from weight decay besides every 1-D parameter."""
+        return set()
+
+    def build_loaders(self, ctx: "RunContext") -> Loader:
+        raise NotImplementedError
+
+    def forward(self, batch: dict, stage: Stage) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def on_stage_start(self, stage: Stage, ctx: "RunContext", resumed: bool) -> None:
+        """Called on every rank before a stage's first step, and again when a run resumes inside it."""
+
+    @torch.no_grad()
+    def evaluate(self, ctx: "RunContext") -> dict[str, float]:
+        return {}
+
+    def write_figures(self, ctx: "RunContext") -> list[str]:
+        """Write PNGs into ctx.figures_dir at the end of training (rank 0 only is called); return paths."""
+        return []
+
+    def export_module(self) -> nn.Module:
+        """The bare model a user loads from an exported state_dict (default: the whole method)."""
+        return self
+
+
+def total_loss(out: dict[str, Any], stage: Stage) -> torch.Tensor:
+    terms = [stage.weight(k[5:]) * v for k, v in out.items() if k.startswith("loss/") and stage.weight(k[5:]) != 0]
+    if not terms:
+        raise ValueError(f"stage '{stage.name}' has no active loss term; method returned {sorted(out)}")
+    return torch.stack([t.float() for t in terms]).sum()
