@@ -1,0 +1,167 @@
+"""Entry points: `python recipes/X.py k=v`, `torchrun ... recipes/X.py`, `deepspeed recipes/X.py`, Slurm.
+
+`run_recipe(config_fn)` parses overrides, resolves the launcher's rank view, initialises torch.distributed
+through DeepSpeed (CPU accelerator + gloo when there is no CUDA), builds the method, trains, and shuts down
+cleanly. `run(cfg)` does the same for an already-built config (the Slurm job calls it on every task).
+"""
+from __future__ import annotations
+
+import dataclasses
+import gc
+import importlib
+import importlib.util
+import inspect
+import os
+import subprocess
+import sys
+from typing import Callable
+
+import torch
+
+from dist_cluster.config import ConfigError, ExperimentConfig, apply_overrides, to_dict
+from dist_cluster.distributed import DistEnv, resolve
+
+RECIPES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "recipes")
+
+
+def load_recipe(name_or_path: str) -> Callable[[], ExperimentConfig]:
+    """'pici' → recipes/pici.py's `config` function; a path to any recipe file also works."""
+    path = name_or_path if name_or_path.endswith(".py") else os.path.join(RECIPES_DIR, f"{name_or_path}.py")
+    if not os.path.exists(path):
+        known = sorted(f[:-3] for f in os.listdir(RECIPES_DIR) if f.endswith(".py") and not f.startswith("_"))
+        import difflib
+        near = difflib.get_close_matches(name_or_path, known, n=3)
+        raise ConfigError(f"unknown recipe '{name_or_path}'" + (f"; did you mean {', '.join(near)}?" if near else "")
+                          + f" (recipes: {', '.join(known)})")
+    spec = importlib.util.spec_from_file_location(f"recipe_{os.path.basename(path)[:-3]}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "config"):
+        raise ConfigError(f"recipe {path} has no config() function")
+    return module.config
+
+
+def build_config(config_fn: Callable[[], ExperimentConfig], overrides: list[str]) -> ExperimentConfig:
+    cfg = config_fn()
+    apply_overrides(cfg, overrides)
+    return cfg
+
+
+def build_method(cfg: ExperimentConfig):
+    """The method's config names its class in `target` ("module:Class"); else the Method defined beside it."""
+    from dist_cluster.methods.base import Method
+    mcfg = cfg.method
+    target = getattr(mcfg, "target", None)
+    if target:
+        mod, qual = target.split(":")
+        cls = getattr(importlib.import_module(mod), qual)
+    else:
+        module = sys.modules[type(mcfg).__module__]
+        found = [c for _, c in inspect.getmembers(module, inspect.isclass)
+                 if issubclass(c, Method) and c is not Method and c.__module__ == module.__name__]
+        if len(found) != 1:
+            raise ConfigError(f"cannot tell which Method {type(mcfg).__name__} belongs to; set its `target`")
+        cls = found[0]
+    return cls(cfg)
+
+
+def init_distributed(env: DistEnv) -> torch.device:
+    env.export()
+    if not torch.cuda.is_available():
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    import deepspeed
+    import deepspeed.comm.torch  # noqa: F401  (the package attribute `torch` shadows it; use sys.modules)
+    if not torch.cuda.is_available():
+        sys.modules["deepspeed.comm.torch"].build_shm_op = lambda: None   # skip a 30 s JIT build; gloo collectives are used instead
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(env.local_world_size, 1)))
+    deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo", verbose=False)
+    if torch.cuda.is_available():
+        torch.cuda.set_device(env.local_rank)
+        return torch.device("cuda", env.local_rank)
+    return torch.device("cpu")
+
+
+def shutdown(*objs) -> None:
+    """Drop the engine, collect, barrier, destroy the group: avoids a gloo abort at interpreter exit."""
+    import torch.distributed as dist
+    del objs
+    gc.collect()
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def _git_state() -> str:
+    root = os.path.dirname(RECIPES_DIR)
+    try:
+        head = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True).stdout.strip()
+        return f"{head or 'unknown'}{' (dirty)' if dirty else ''}\n"
+    except OSError:
+        return "unknown\n"
+
+
+def write_run_files(cfg: ExperimentConfig, run_dir: str, env: DistEnv) -> None:
+    import yaml
+    os.makedirs(os.path.join(run_dir, "figures"), exist_ok=True)
+    with open(os.path.join(run_dir, "config.yaml"), "w") as f:
+        yaml.safe_dump(to_dict(cfg), f, sort_keys=False)
+    with open(os.path.join(run_dir, "command.txt"), "a") as f:
+        f.write(f"{env.launcher} world={env.world_size}: {' '.join(sys.argv)}\n")
+    with open(os.path.join(run_dir, "git.txt"), "w") as f:
+        f.write(_git_state())
+
+
+def run(cfg: ExperimentConfig) -> dict:
+    from dist_cluster.engine.context import RunContext
+    from dist_cluster.engine.trainer import Trainer
+    from dist_cluster.logging import MetricLogger
+    env = resolve()
+    device = init_distributed(env)
+    run_dir = os.path.abspath(cfg.resolved_run_dir())
+    if env.is_main:
+        write_run_files(cfg, run_dir, env)
+    torch.manual_seed(cfg.seed)   # identical initial weights on every rank
+    method = build_method(cfg).to(device)
+    torch.manual_seed(cfg.seed * 1000 + env.rank)   # per-rank stream for noise drawn during training
+    logger = MetricLogger(run_dir, enabled=env.is_main)
+    ctx = RunContext(cfg=cfg, env=env, run_dir=run_dir, device=device, logger=logger)
+    trainer = Trainer(cfg, method, ctx)
+    try:
+        summary = trainer.fit()
+    finally:
+        logger.close()
+    shutdown(trainer, method)
+    return summary
+
+
+def strip_launcher_args(argv: list[str]) -> list[str]:
+    """The deepspeed launcher appends --local_rank=N; the rank comes from the environment instead."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a.startswith("--local_rank") or a.startswith("--local-rank"):
+            skip = "=" not in a
+        else:
+            out.append(a)
+    return out
+
+
+def run_recipe(config_fn: Callable[[], ExperimentConfig], argv: list[str] | None = None) -> dict:
+    argv = strip_launcher_args(sys.argv[1:] if argv is None else argv)
+    try:
+        cfg = build_config(config_fn, argv)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2)
+    summary = run(cfg)
+    if resolve().is_main and summary.get("metrics"):
+        print("final: " + " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+                                   for k, v in summary["metrics"].items()), flush=True)
+    return summary
+
+
+def config_dict(cfg: ExperimentConfig) -> dict:
+    return dataclasses.asdict(cfg)

@@ -1,0 +1,3 @@
+from dist_cluster.logging.metrics import MetricLogger
+
+__all__ = ["MetricLogger"]

@@ -1,0 +1,82 @@
+"""A small supervised MLP on scikit-learn's digits: the engine's test subject (two stages, two groups)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from sklearn.datasets import load_digits
+from torch import nn
+
+from dist_cluster.eval import cluster_metrics, gather_in_index_order
+from dist_cluster.methods.base import Method, Stage
+
+
+@dataclass
+class ToyConfig:
+    target: ClassVar[str] = "toy_method:ToyMethod"
+    hidden: int = 32
+    epochs1: int = 1
+    epochs2: int = 2
+    nan_at_step: int = -1          # inject a NaN loss at this optimizer step (tests the guard)
+
+
+class DigitsLoader:
+    """Equal batches per rank from an epoch-seeded global permutation (the data layer's semantics)."""
+
+    def __init__(self, x, y, batch_size, seed, rank, world):
+        self.x, self.y, self.bs, self.seed, self.rank, self.world = x, y, batch_size, seed, rank, world
+
+    def batches_per_epoch(self):
+        return len(self.x) // (self.bs * self.world)
+
+    def epoch(self, epoch, start_batch=0):
+        g = torch.Generator().manual_seed(self.seed * 100003 + epoch)
+        perm = torch.randperm(len(self.x), generator=g)
+        gb = self.bs * self.world
+        for b in range(start_batch, self.batches_per_epoch()):
+            idx = perm[b * gb + self.rank * self.bs: b * gb + (self.rank + 1) * self.bs]
+            yield {"feature": self.x[idx], "label": self.y[idx], "index": idx, "_skipped": torch.tensor(0)}
+
+
+class ToyMethod(Method):
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg = cfg
+        m = cfg.method
+        self.body = nn.Sequential(nn.Linear(64, m.hidden), nn.Tanh())
+        self.head = nn.Linear(m.hidden, 10)
+        d = load_digits()
+        self.x = torch.tensor(d.data, dtype=torch.float32) / 16.0
+        self.y = torch.tensor(d.target, dtype=torch.long)
+
+    def stages(self):
+        m = self.cfg.method
+        return [Stage("head_only", m.epochs1, train=("head",), sched="constant"),
+                Stage("all", m.epochs2, train=("body", "head"), loss_weights={"ce": 1.0, "l2": 0.1})]
+
+    def param_groups(self):
+        return {"body": list(self.body.parameters()), "head": list(self.head.parameters())}
+
+    def build_loaders(self, ctx):
+        return DigitsLoader(self.x, self.y, self.cfg.data.batch_size, self.cfg.seed, ctx.env.rank,
+                            ctx.env.world_size)
+
+    def forward(self, batch, stage):
+        logits = self.head(self.body(batch["feature"]))
+        out = {"loss/ce": F.cross_entropy(logits, batch["label"]),
+               "loss/l2": logits.float().pow(2).mean() * 0.01,
+               "acc": (logits.argmax(1) == batch["label"]).float().mean()}
+        step = self._step_counter = getattr(self, "_step_counter", 0) + 1
+        if self.training and step == self.cfg.method.nan_at_step:
+            out["loss/ce"] = out["loss/ce"] * float("nan")
+        return out
+
+    @torch.no_grad()
+    def evaluate(self, ctx):
+        r, w = ctx.env.rank, ctx.env.world_size
+        idx = torch.arange(r, len(self.x), w)
+        pred = self.head(self.body(self.x[idx].to(self.head.weight.dtype))).argmax(1)
+        idx, pred = gather_in_index_order(idx, pred)
+        return cluster_metrics(self.y[idx], pred)
