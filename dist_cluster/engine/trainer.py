@@ -50,17 +50,23 @@ class Trainer:
         self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.cfg.engine.precision, torch.float32)
 
     def _resume_point(self):
-        """Newest complete checkpoint; converted to universal form when the world size changed."""
+        """Newest complete checkpoint, and whether it was written at another world size.
+
+        ZeRO stage 0 checkpoints hold whole tensors and load at any world size; sharded ZeRO 1-3 checkpoints are
+        converted to DeepSpeed's universal format first.
+        """
         tag = ckpt.latest(self.ckpt_dir) if self.cfg.ckpt.resume else None
         if tag is None:
-            return None, False
+            return None, False, False
         meta = ckpt.read_meta(self.ckpt_dir, tag)
         if meta["world_size"] == self.ctx.env.world_size:
-            return tag, False
+            return tag, False, False
+        if meta.get("zero_stage", 0) == 0:
+            return tag, True, False
         if self.ctx.env.is_main:
             ckpt.to_universal(self.ckpt_dir, tag)
         barrier()
-        return tag, True
+        return tag, True, True
 
     def _client_state(self, **pos) -> dict:
         return {"global_step": self.ctx.global_step, "micro_step": self.micro, "world_size": self.ctx.env.world_size,
@@ -72,15 +78,15 @@ class Trainer:
                                      samples_in_epoch=batch_in_epoch * self.bs_global),
                   self.ctx.env.rank, self.ctx.env.world_size, self.cfg.ckpt.keep_last)
 
-    def _load(self, tag: str, universal: bool) -> dict:
+    def _load(self, tag: str, world_changed: bool, universal: bool) -> dict:
         load_tag = f"{tag}_universal" if universal else tag
         path, client = self.engine.load_checkpoint(self.ckpt_dir, tag=load_tag)
         if path is None:
             raise RuntimeError(f"DeepSpeed could not load checkpoint {self.ckpt_dir}/{load_tag}")
         own = ckpt.load_rank_state(self.ckpt_dir, tag, self.ctx.env.rank)
-        if own is not None and not universal:
+        if own is not None and not world_changed:
             rng.restore(own["rng"])
-        elif universal:   # another world size: same global sample offset, fresh per-rank RNG
+        elif world_changed:   # another world size: same global sample offset, fresh per-rank RNG
             torch.manual_seed(self.cfg.seed * 1000 + self.ctx.env.rank + client["global_step"])
             client["batch_in_epoch"] = client["samples_in_epoch"] // self.bs_global
         return client
@@ -125,11 +131,11 @@ class Trainer:
             raise ValueError(f"an epoch has {loader.batches_per_epoch()} batches per rank, fewer than "
                              f"engine.grad_accum={accum}: lower data.batch_size or the number of processes")
         self.bs_global = cfg.data.batch_size * env.world_size
-        tag, universal = self._resume_point()
+        tag, world_changed, universal = self._resume_point()
         self._init_engine(universal)
         self.micro, stage_index, epoch, start_batch, resumed_from = 0, 0, 0, 0, None
         if tag is not None:
-            client = self._load(tag, universal)
+            client = self._load(tag, world_changed, universal)
             ctx.global_step, self.micro = client["global_step"], client["micro_step"]
             stage_index, epoch, start_batch = client["stage_index"], client["epoch"], client["batch_in_epoch"]
             resumed_from = tag
@@ -137,7 +143,8 @@ class Trainer:
                 epoch, start_batch = epoch + 1, 0
             if ctx.env.is_main:
                 print(f"resumed from {self.ckpt_dir}/{tag} at step {ctx.global_step} (epoch {epoch}, batch "
-                      f"{start_batch})" + (" via universal checkpoint" if universal else ""), flush=True)
+                      f"{start_batch})" + (f" (written at world size {ckpt.read_meta(self.ckpt_dir, tag)['world_size']})"
+                     if world_changed else ""), flush=True)
         first_epoch = [sum(s.epochs for s in self.stages[:i]) for i in range(len(self.stages))]
         while stage_index < len(self.stages) - 1 and epoch >= first_epoch[stage_index] + self.stages[stage_index].epochs:
             stage_index += 1

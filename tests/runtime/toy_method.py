@@ -20,6 +20,7 @@ class ToyConfig:
     epochs1: int = 1
     epochs2: int = 2
     nan_at_step: int = -1          # inject a NaN loss at this optimizer step (tests the guard)
+    step_sleep: float = 0.0        # slow each step down so a test can kill the run mid-epoch
 
 
 class DigitsLoader:
@@ -68,6 +69,9 @@ class ToyMethod(Method):
         out = {"loss/ce": F.cross_entropy(logits, batch["label"]),
                "loss/l2": logits.float().pow(2).mean() * 0.01,
                "acc": (logits.argmax(1) == batch["label"]).float().mean()}
+        if self.cfg.method.step_sleep:
+            import time
+            time.sleep(self.cfg.method.step_sleep)
         step = self._step_counter = getattr(self, "_step_counter", 0) + 1
         if self.training and step == self.cfg.method.nan_at_step:
             out["loss/ce"] = out["loss/ce"] * float("nan")
