@@ -59,7 +59,7 @@ def _type_name(tp: Any) -> str:
 
 def coerce(value: Any, tp: Any, key: str) -> Any:
     """Convert `value` (often a string from the command line) to annotation `tp` or raise ConfigError."""
-    origin = typing.get_origin(tp)
+    origin = typing.get_origin(tp) or (tp if tp in (dict, list, tuple) else None)
     args = typing.get_args(tp)
     if tp is Any:
         return value
