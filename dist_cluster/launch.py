@@ -65,7 +65,16 @@ def build_method(cfg: ExperimentConfig):
     return cls(cfg)
 
 
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def init_distributed(env: DistEnv) -> torch.device:
+    if env.launcher == "single" and "MASTER_PORT" not in os.environ:   # never collide with another local job
+        env = dataclasses.replace(env, master_port=_free_port())
     env.export()
     if not torch.cuda.is_available():
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
