@@ -1,4 +1,5 @@
 # The two quickstart targets; each creates .venv (and the system packages the tests need) when missing.
+SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
