@@ -113,3 +113,22 @@ def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(tmp_path):
     d = str(tmp_path / "checkpoints")
     assert ckpt.latest(d) == "step000000005"
     assert torch.load(os.path.join(d, "step000000005", "rank0.pt"), weights_only=True)["rank"] == 0
+
+
+def test_deepspeed_launcher_runs_the_same_recipe_on_two_ranks(tmp_path):
+    launcher = os.path.join(os.path.dirname(sys.executable), "deepspeed")
+    res = subprocess.run([launcher, "--num_gpus", "2", "--master_port", str(30500 + os.getpid() % 1000), RECIPE,
+                          f"run_dir={tmp_path}", "method.epochs1=1", "method.epochs2=0", "data.batch_size=16"],
+                         env=ENV, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "deepspeed world=2" in open(tmp_path / "command.txt").read()
+    assert json.load(open(tmp_path / "summary.json"))["world_size"] == 2
+
+
+def test_gradient_accumulation_matches_the_larger_batch_and_keeps_last_k(tmp_path):
+    run(1, tmp_path / "big", *SHORT, "data.batch_size=32", "ckpt.every_steps=10", "ckpt.keep_last=2")
+    run(1, tmp_path / "acc", *SHORT, "data.batch_size=16", "engine.grad_accum=2")
+    a, b = final_weights(tmp_path / "big"), final_weights(tmp_path / "acc")
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-4
+    assert json.load(open(tmp_path / "acc" / "summary.json"))["global_step"] == 112   # optimizer steps
+    assert len(ckpt.complete_tags(str(tmp_path / "big" / "checkpoints"))) == 2
