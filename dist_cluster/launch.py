@@ -82,7 +82,9 @@ def init_distributed(env: DistEnv) -> torch.device:
     import deepspeed.comm.torch  # noqa: F401  (the package attribute `torch` shadows it; use sys.modules)
     if not torch.cuda.is_available():
         sys.modules["deepspeed.comm.torch"].build_shm_op = lambda: None   # skip a 30 s JIT build; gloo collectives are used instead
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(env.local_world_size, 1)))
+        # an explicit OMP_NUM_THREADS wins: on a shared machine one thread per process is often much faster
+        threads = int(os.environ.get("OMP_NUM_THREADS") or 0)
+        torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // max(env.local_world_size, 1)))
     deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo", verbose=False)
     if torch.cuda.is_available():
         torch.cuda.set_device(env.local_rank)
