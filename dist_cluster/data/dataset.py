@@ -1,0 +1,138 @@
+"""Map-style access to a sharded split by global sample index, with per-sample seeded transforms.
+
+A sample that cannot be read or decoded is replaced by the next readable one in manifest order (a
+deterministic choice, so every rank still fills its batch and nothing waits on a missing sample); the
+replacement is flagged `_skipped = 1` and warned about once per process.
+"""
+from __future__ import annotations
+
+import io
+import logging
+
+import numpy as np
+import torch
+from webdataset.autodecode import IMAGE_EXTENSIONS, Decoder, imagehandler
+
+from dist_cluster.data.manifest import Manifest
+from dist_cluster.data.sampling import mix_seed, seeded_rng
+from dist_cluster.data.tarindex import CorruptSample, ShardIndex, ShardReader
+
+log = logging.getLogger("dist_cluster.data")
+MAX_SUBSTITUTES = 10_000
+
+
+def open_manifest(manifest: str | Manifest) -> Manifest:
+    return manifest if isinstance(manifest, Manifest) else Manifest.load(manifest)
+
+
+def pil_to_float(img) -> torch.Tensor:
+    from torchvision.transforms.functional import pil_to_tensor
+    return pil_to_tensor(img).float().div_(255.0)
+
+
+class RandomAccessDataset:
+    """`ds[i]` → {"image" | "views" | "feature", "label", "index", "_skipped"} for global index i.
+
+    `transform` maps a PIL image to a tensor (→ "image") or to a list of tensors (→ "views"); without one,
+    images come as float tensors in [0, 1]. Grey images are given `in_chans` channels when decoded. Random
+    transforms are seeded from (seed, epoch, index): set `ds.epoch` or call `ds.get(i, epoch)`.
+    """
+
+    def __init__(self, manifest: str | Manifest, transform=None, *, seed: int = 0, in_chans: int = 3,
+                 limit: int = 0):
+        self.manifest = open_manifest(manifest)
+        if not self.manifest.is_local():
+            raise ValueError(f"{self.manifest.path}: random access needs local shards; remote shards are read "
+                             "by the streaming loader")
+        self.manifest.check_files()
+        self.transform, self.seed, self.epoch = transform, seed, 0
+        self.n = min(limit, self.manifest.total) if limit > 0 else self.manifest.total
+        self.reader = ShardReader([p for p in self.manifest.urls()])
+        self.decoder = Decoder([imagehandler("pill" if in_chans == 1 else "pil")])
+        self._warned: set[int] = set()
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int) -> dict:
+        return self.get(int(index), self.epoch)
+
+    def raw(self, index: int) -> dict:
+        """Decoded sample (PIL image or numpy feature, label) or CorruptSample."""
+        k, j = self.manifest.locate(index)
+        sample = self.reader.read(k, j)
+        try:
+            sample = self.decoder(sample)
+        except Exception as e:  # undecodable bytes of any kind
+            raise CorruptSample(f"{self.manifest.url(k)}: sample {j} does not decode ({e!r})") from e
+        out = {"label": int(sample.get("cls", -1)), "index": index}
+        feature = sample.get("npy")
+        if feature is not None:
+            out["feature"] = torch.from_numpy(np.asarray(feature, dtype=np.float32))
+            return out
+        images = [v for key, v in sample.items() if key in IMAGE_EXTENSIONS]
+        if not images:
+            raise CorruptSample(f"{self.manifest.url(k)}: sample {j} has no image or npy member")
+        out["image"] = images[0]
+        return out
+
+    def get(self, index: int, epoch: int = 0) -> dict:
+        for attempt in range(min(MAX_SUBSTITUTES, self.n)):
+            j = (index + attempt) % self.n
+            try:
+                out = self.raw(j)
+                break
+            except CorruptSample as e:
+                if j not in self._warned:
+                    self._warned.add(j)
+                    log.warning("skipping corrupt sample %d: %s", j, e)
+        else:
+            raise RuntimeError(f"no readable sample within {MAX_SUBSTITUTES} of index {index} in "
+                               f"{self.manifest.path}")
+        out["_skipped"] = int(attempt > 0)
+        if "image" in out:
+            img = out.pop("image")
+            with seeded_rng(mix_seed(self.seed, epoch, index)):
+                x = self.transform(img) if self.transform is not None else pil_to_float(img)
+            out["views" if isinstance(x, (list, tuple)) else "image"] = list(x) if isinstance(x, tuple) else x
+        return out
+
+
+def collate(samples: list[dict]) -> dict:
+    """Stack a list of samples; `_skipped` becomes the batch's 0-dim count."""
+    from torch.utils.data import default_collate
+    skipped = sum(s.pop("_skipped", 0) for s in samples)
+    batch = default_collate(samples)
+    batch["_skipped"] = torch.tensor(skipped, dtype=torch.long)
+    return batch
+
+
+def load_feature_arrays(manifest: str | Manifest, limit: int = 0) -> tuple[torch.Tensor, torch.Tensor,
+                                                                         torch.Tensor]:
+    """A feature split in memory: (features float32 N×D, labels long N, index long N) in manifest order.
+
+    Unreadable samples are left out with a warning (their global indices are then absent from `index`).
+    """
+    m = open_manifest(manifest)
+    m.check_files()
+    n = min(limit, m.total) if limit > 0 else m.total
+    feats, labels, index = [], [], []
+    for k, url in enumerate(m.urls()):
+        base = m.offsets[k]
+        if base >= n:
+            break
+        idx = ShardIndex(url)
+        with open(url, "rb") as f:
+            for j in range(min(int(m.shards[k]["samples"]), n - base)):
+                try:
+                    raw = idx.read(j, f)
+                    feats.append(np.load(io.BytesIO(raw["npy"]), allow_pickle=False))
+                except (CorruptSample, KeyError, ValueError, OSError) as e:
+                    log.warning("skipping corrupt feature sample %d of %s: %r", j, url, e)
+                    continue
+                labels.append(int(raw.get("cls", b"-1")))
+                index.append(base + j)
+    if not feats:
+        raise ValueError(f"{m.path}: no readable feature samples")
+    return (torch.from_numpy(np.stack(feats).astype(np.float32)), torch.tensor(labels, dtype=torch.long),
+            torch.tensor(index, dtype=torch.long))

