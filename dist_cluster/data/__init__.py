@@ -13,13 +13,14 @@ Batches: "image" (B,C,H,W) or "views" (list of tensors) or "feature" (B,D); "lab
 """
 from dist_cluster.data import presets  # noqa: F401  (registers data=<name> presets)
 from dist_cluster.data.config import DataConfig
+from dist_cluster.data.prepare import prepare  # binds the function over the submodule's name
 
 # The rest loads on first use: importing the config (which imports DataConfig) must not pull in timm.
 _LAZY = {"build_eval_loader": "build", "build_train_loader": "build", "resolve_manifest": "build",
          "RandomAccessDataset": "dataset", "load_feature_arrays": "dataset", "Manifest": "manifest",
-         "prepare": "catalog", "EpochPlan": "sampling", "TensorLoader": "sampling", "resume_batch": "sampling",
+         "EpochPlan": "sampling", "TensorLoader": "sampling", "resume_batch": "sampling",
          "make_transform": "transforms", "transform_from_config": "transforms"}
-__all__ = ["DataConfig", *_LAZY]
+__all__ = ["DataConfig", "prepare", *_LAZY]
 
 
 def __getattr__(name: str):

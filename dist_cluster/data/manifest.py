@@ -61,6 +61,11 @@ class Manifest:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    @property
+    def raw(self) -> dict:
+        """The manifest as its JSON dict."""
+        return self.to_json()
+
     def url(self, k: int) -> str:
         u = self.shards[k]["url"]
         if is_remote(u) or os.path.isabs(local_path(u)) or not self.path:

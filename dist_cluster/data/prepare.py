@@ -18,11 +18,9 @@ import fcntl
 import os
 from contextlib import contextmanager
 
-import numpy as np
-
 from dist_cluster.data.manifest import Manifest
-from dist_cluster.data.sources import (FeatureSource, ImageFolderSource, digits_source, fmnist_source)
-from dist_cluster.data.writer import write_shards
+
+# Sources and the writer are imported inside the builders: this module loads with the config.
 
 
 @contextmanager
@@ -50,11 +48,17 @@ def _spp(cfg, default: int) -> int:
 
 
 def _digits(cfg, out: str) -> None:
+    from dist_cluster.data.sources import digits_source
+    from dist_cluster.data.writer import write_shards
     write_shards(digits_source(), out, "train", samples_per_shard=_spp(cfg, 500), progress=False)
 
 
 def _digits_pixels(cfg, out: str) -> None:
+    import numpy as np
     from sklearn.datasets import load_digits
+
+    from dist_cluster.data.sources import FeatureSource
+    from dist_cluster.data.writer import write_shards
     d = load_digits()
     src = FeatureSource(d.data.astype(np.float32), d.target, [str(c) for c in d.target_names],
                         {"name": "digits_pixels"})
@@ -62,6 +66,8 @@ def _digits_pixels(cfg, out: str) -> None:
 
 
 def _fmnist(cfg, out: str) -> None:
+    from dist_cluster.data.sources import fmnist_source
+    from dist_cluster.data.writer import write_shards
     for split, idx_split in (("train", "train"), ("eval", "test")):
         write_shards(fmnist_source(idx_split, cfg.source), out, split, samples_per_shard=_spp(cfg, 10_000),
                      workers=min(4, os.cpu_count() or 1), progress=False)
@@ -78,6 +84,8 @@ def _fmnist_features(cfg, out: str) -> None:
 
 
 def _imagefolder(cfg, out: str) -> None:
+    from dist_cluster.data.sources import ImageFolderSource
+    from dist_cluster.data.writer import write_shards
     if not cfg.source:
         raise ValueError(f"data set '{cfg.name}' needs data.source=<ImageFolder root> (or data.train/data.eval "
                          "pointing at manifests)")
