@@ -41,10 +41,11 @@ def main(argv=None) -> str:
     p.add_argument("--features", default="values", choices=FEATURE_SOURCES,
                    help="what K-Means clusters: R of Eq. 6 (paper) or the last pool's key centres (reference)")
     p.add_argument("--median", type=int, default=5, help="median filter size for display (1 = off)")
+    p.add_argument("--ema", action="store_true", help="use the EMA weights of a training checkpoint")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     torch.manual_seed(args.seed)
-    model = load_fec(args.checkpoint, args.model) if args.checkpoint else \
+    model = load_fec(args.checkpoint, args.model, ema=args.ema) if args.checkpoint else \
         timm.create_model(args.model or "fec_small", pretrained=False).eval()
     image, pyramid, logits = inspect_image(model, read_image(args.image), args.size, args.k, args.features,
                                            args.median, args.seed)

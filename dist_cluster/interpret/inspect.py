@@ -17,15 +17,15 @@ def prepare_image(image: np.ndarray | Image.Image, size: int, in_chans: int = 3)
 
 @torch.no_grad()
 def inspect_image(model, image, size: int = 224, k: int = 8, features: str = "values", median_size: int = 5,
-                  seed: int = 0) -> tuple[np.ndarray, SegmentPyramid, torch.Tensor]:
-    """Returns (the resized uint8 image, its SegmentPyramid, the logits)."""
+                  seed: int = 0, mean=None, std=None) -> tuple[np.ndarray, SegmentPyramid, torch.Tensor]:
+    """Returns (the resized uint8 image, its SegmentPyramid, the logits). mean/std default to the model's."""
     cfg = getattr(model, "pretrained_cfg", None) or {}
     in_chans = getattr(model, "in_chans", 3)
     pixels = prepare_image(image, size, in_chans)
     x = torch.from_numpy(pixels.astype(np.float32) / 255)
     x = x.permute(2, 0, 1) if x.ndim == 3 else x.unsqueeze(0)
-    mean = torch.tensor(cfg.get("mean", (0.485, 0.456, 0.406))[:in_chans]).view(-1, 1, 1)
-    std = torch.tensor(cfg.get("std", (0.229, 0.224, 0.225))[:in_chans]).view(-1, 1, 1)
+    mean = torch.tensor(tuple(mean or cfg.get("mean", (0.485, 0.456, 0.406)))[:in_chans]).view(-1, 1, 1)
+    std = torch.tensor(tuple(std or cfg.get("std", (0.229, 0.224, 0.225)))[:in_chans]).view(-1, 1, 1)
     param = next(model.parameters())
     x = ((x - mean) / std).unsqueeze(0).to(param.device, param.dtype)
     model.eval()

@@ -15,7 +15,7 @@ from dist_cluster.models.fec import MODEL_ARGS, FEC, checkpoint_filter_fn
 _PREFIXES = ("ema.module.", "module.ema.module.", "model.", "module.model.", "module.")
 
 
-def fec_weights(state_dict: dict, prefer_ema: bool = True) -> dict:
+def fec_weights(state_dict: dict, prefer_ema: bool = False) -> dict:
     """Strip a method/wrapper prefix (EMA weights first when present) and map reference names."""
     for key in ("state_dict_ema", "state_dict", "model", "module"):
         if isinstance(state_dict.get(key), dict) and (key != "state_dict_ema" or prefer_ema):
@@ -30,15 +30,24 @@ def fec_weights(state_dict: dict, prefer_ema: bool = True) -> dict:
     return checkpoint_filter_fn(state_dict)
 
 
-def read_state_dict(path: str) -> dict:
-    """A plain file is torch.load-ed; a run directory or DeepSpeed checkpoint goes through the export path."""
+def read_state_dict(path: str, whole_method: bool = False) -> dict:
+    """A plain file is torch.load-ed; a run directory or DeepSpeed checkpoint goes through the export path
+    (the bare model), or, with whole_method, gives every module of the method (the EMA copy included)."""
     if os.path.isfile(path):
         return torch.load(path, map_location="cpu", weights_only=True)
-    try:
-        from dist_cluster.checkpoint import load_exported_or_ds
-    except ImportError as e:
-        raise ValueError(f"{path} is not a file, and this install cannot read checkpoint directories") from e
-    return load_exported_or_ds(path)
+    from dist_cluster.checkpoint.export import consolidated_state_dict, load_exported_or_ds
+    return consolidated_state_dict(path) if whole_method else load_exported_or_ds(path)
+
+
+def run_options(path: str) -> dict:
+    """Model options recorded in a run directory's config.yaml (path may be the run, checkpoints/ or a tag)."""
+    import yaml
+    for d in (path, os.path.dirname(path), os.path.dirname(os.path.dirname(path))):
+        cfg_path = os.path.join(d, "config.yaml")
+        if os.path.isdir(path) and os.path.isfile(cfg_path):
+            method = (yaml.safe_load(open(cfg_path)) or {}).get("method") or {}
+            return {k: method[k] for k in ("model", "assign_on", "agg_weight") if k in method}
+    return {}
 
 
 def infer_variant(state_dict: dict) -> str:
@@ -54,10 +63,14 @@ def infer_variant(state_dict: dict) -> str:
     raise ValueError(f"weights match no FEC variant (depths {depths}, dims {dims})")
 
 
-def load_fec(path: str, model: str = "", prefer_ema: bool = True, **model_kwargs) -> FEC:
-    """Model name, class count and input channels come from the weights unless given."""
-    sd = fec_weights(read_state_dict(path), prefer_ema)
-    name = model or infer_variant(sd)
+def load_fec(path: str, model: str = "", ema: bool = False, **model_kwargs) -> FEC:
+    """Model name, class count and input channels come from the weights (and a run's config) unless given;
+    ema picks the method's EMA weights where the checkpoint has them."""
+    sd = fec_weights(read_state_dict(path, whole_method=ema), prefer_ema=ema)
+    options = run_options(path)
+    model_kwargs = {k: v for k, v in options.items() if k != "model"} | model_kwargs
+    name = model or (options.get("model", "") if options.get("model", "").startswith("fec") else "") or \
+        infer_variant(sd)
     kwargs = dict(num_classes=sd["head.weight"].shape[0] if "head.weight" in sd else 0,
                   in_chans=sd["patch_embed.weight"].shape[1] - 2)
     net = timm.create_model(name, pretrained=False, **(kwargs | model_kwargs))
