@@ -19,6 +19,12 @@ from webdataset.writer import default_handlers, encode_based_on_extension
 from dist_cluster.data.manifest import Manifest, sha256_file
 
 _BLOCK = 512
+_RECORD = 20 * _BLOCK  # tarfile pads an archive to whole records
+
+
+def tar_file_bytes(members_bytes: int) -> int:
+    """Size of a tar holding members of these total bytes (end-of-archive blocks and record padding)."""
+    return -(-(members_bytes + 2 * _BLOCK) // _RECORD) * _RECORD
 
 
 def tar_member_bytes(payload: int) -> int:
@@ -48,11 +54,11 @@ def plan_shards(n: int, samples_per_shard: int = 0, max_bytes: int = 0, sizes=No
         return [(s, min(s + samples_per_shard, n)) for s in range(0, n, samples_per_shard)]
     if max_bytes <= 0 or sizes is None:
         raise ValueError("give samples_per_shard > 0 or max_bytes > 0")
-    ranges, start, used = [], 0, 2 * _BLOCK  # a tar ends with two zero blocks
+    ranges, start, used = [], 0, 0
     for i, size in enumerate(sizes):
-        if i > start and used + size > max_bytes:
+        if i > start and tar_file_bytes(used + size) > max_bytes:
             ranges.append((start, i))
-            start, used = i, 2 * _BLOCK
+            start, used = i, 0
         used += size
     if start < n:
         ranges.append((start, n))
