@@ -16,7 +16,6 @@ from dist_cluster.data.loaders import EvalLoader, ShardLoader
 from dist_cluster.data.manifest import Manifest, is_remote, local_path
 from dist_cluster.data.streaming import StreamingEvalLoader, StreamingLoader
 from dist_cluster.data.tarindex import ShardIndex
-from dist_cluster.data.transforms import transform_from_config
 
 
 def resolve_manifest(spec: str | Manifest, num_samples: int = 0) -> Manifest:
@@ -52,6 +51,7 @@ def _transform(cfg, m: Manifest, transform, views, default: str):
     native = int(m.image.get("size", [0])[0]) if m.image else 0
     if not views and not (cfg.image_size or native):
         return None  # unknown size (a bare pattern): float tensors at the stored size
+    from dist_cluster.data.transforms import transform_from_config  # timm loads only for image sets
     return transform_from_config(cfg, views or default, native)
 
 

@@ -51,8 +51,10 @@ class _PlanSampler(torch.utils.data.Sampler):
 
 
 def _dataloader(ds, batch_sampler, num_workers: int, persistent: bool) -> DataLoader:
+    # An own generator: otherwise every new iterator draws its worker base seed from the global torch RNG.
     return DataLoader(_EpochView(ds), batch_sampler=batch_sampler, num_workers=num_workers, collate_fn=collate,
-                      persistent_workers=persistent and num_workers > 0, pin_memory=torch.cuda.is_available())
+                      persistent_workers=persistent and num_workers > 0, pin_memory=torch.cuda.is_available(),
+                      generator=torch.Generator().manual_seed(0))
 
 
 class ShardLoader:

@@ -168,7 +168,7 @@ class StreamingLoader:
         ds = _RankStream(self.m, self.batch_size, self.batches_per_epoch(), epoch=epoch, start_batch=start_batch,
                          **self.kw)
         return iter(DataLoader(ds, batch_size=None, num_workers=self.num_workers,
-                               pin_memory=torch.cuda.is_available()))
+                               pin_memory=torch.cuda.is_available(), generator=torch.Generator().manual_seed(0)))
 
 
 class StreamingEvalLoader:
