@@ -27,19 +27,22 @@ def _assignment_precision(x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def assign(k: torch.Tensor, ck: torch.Tensor, alpha=None, beta=None) -> torch.Tensor:
-    """Eq. 5: a(n) = argmax_o cos(Ck_o, K_n) → (B, N) long; with alpha/beta the argmax is on σ(β + α·cos)."""
-    k, ck = _assignment_precision(k), _assignment_precision(ck)
-    m = torch.einsum("bco,bcn->bon", F.normalize(ck, dim=1), F.normalize(k, dim=1))
+def assign(k: torch.Tensor, ck: torch.Tensor, alpha=None, beta=None, kn=None, cn=None) -> torch.Tensor:
+    """Eq. 5: a(n) = argmax_o cos(Ck_o, K_n) → (B, N) long; with alpha/beta the argmax is on σ(β + α·cos).
+    kn, cn: the unit-norm keys/centres if already computed (reused unless they are low precision)."""
+    if kn is None or kn.dtype in (torch.float16, torch.bfloat16):
+        kn = F.normalize(_assignment_precision(k), dim=1)
+        cn = F.normalize(_assignment_precision(ck), dim=1)
+    m = torch.einsum("bco,bcn->bon", cn, kn)
     if alpha is not None:
         m = torch.sigmoid(beta.to(m) + alpha.to(m) * m)
     return m.argmax(dim=1)
 
 
-def selected_cos(k: torch.Tensor, ck: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-    """cos(K_n, Ck_{a(n)}) → (B, N), with gradient; only the assigned entry of M is ever needed."""
-    centre = torch.gather(F.normalize(ck, dim=1), 2, a.unsqueeze(1).expand(-1, ck.shape[1], -1))
-    return (F.normalize(k, dim=1) * centre).sum(dim=1)
+def selected_cos(kn: torch.Tensor, cn: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """cos(K_n, Ck_{a(n)}) → (B, N) from unit-norm keys and centres, with gradient; only the assigned entry of M
+    is ever needed, so the O×N similarity matrix is never kept for backward."""
+    return (kn * torch.gather(cn, 2, a.unsqueeze(1).expand(-1, cn.shape[1], -1))).sum(dim=1)
 
 
 def aggregate(v: torch.Tensor, cv: torch.Tensor, a: torch.Tensor, weight: torch.Tensor | None = None):
@@ -79,14 +82,17 @@ class ClusterEnc(nn.Module):
         k, v = k.reshape(b * self.heads, self.head_dim, h, w), v.reshape(b * self.heads, self.head_dim, h, w)
         ck, cv = adaptive_centres(k, self.centres), adaptive_centres(v, self.centres)
         k, v = k.flatten(2), v.flatten(2)
+        kn, cn = F.normalize(k, dim=1), F.normalize(ck, dim=1)
         refined = self.assign_on == "refined"
-        a = assign(k, ck, self.sim_alpha if refined else None, self.sim_beta if refined else None)
-        s = torch.sigmoid(self.sim_beta + self.sim_alpha * selected_cos(k, ck, a))
+        a = assign(k, ck, self.sim_alpha if refined else None, self.sim_beta if refined else None, kn, cn)
+        s = torch.sigmoid(self.sim_beta + self.sim_alpha * selected_cos(kn, cn, a))
         r = aggregate(v, cv, a, s if self.agg_weight == "sim" else None)
         return dispatch(r, a, s).reshape(b, c, h, w)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(self.cluster(self.f(x), self.v(x)))
+        # one 1×1 conv for keys and values: the input is read once
+        kv = F.conv2d(x, torch.cat([self.f.weight, self.v.weight]), torch.cat([self.f.bias, self.v.bias]))
+        return self.proj(self.cluster(*kv.chunk(2, dim=1)))
 
 
 @dataclass
@@ -125,8 +131,9 @@ class ClusterPool(nn.Module):
         v = self.conv_v(x)
         ck, cv = adaptive_centres(k, grid), adaptive_centres(v, grid)
         k, v = k.flatten(2), v.flatten(2)
-        a = assign(k, ck)
-        r = aggregate(v, cv, a, selected_cos(k, ck, a) if self.agg_weight == "sim" else None)
+        kn, cn = F.normalize(k, dim=1), F.normalize(ck, dim=1)
+        a = assign(k, ck, kn=kn, cn=cn)
+        r = aggregate(v, cv, a, selected_cos(kn, cn, a) if self.agg_weight == "sim" else None)
         if trace is not None:
             trace.append(PoolTrace(a, r.transpose(1, 2).detach(), ck.transpose(1, 2).detach(), (h, w)))
         return self.conv_skip(x) + self.norm(r.reshape(b, -1, *grid))
