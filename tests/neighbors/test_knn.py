@@ -1,0 +1,104 @@
+"""Exact sharded kNN: equal to brute force, ties broken by the smaller index, 2 ranks == 1 process."""
+import pytest
+import torch
+
+from dist_utils import run_world
+from dist_cluster.neighbors import knn, topk_lex
+
+torch.set_num_threads(1)
+
+
+def brute_force(x, k, metric):
+    """argsort of the full distance matrix by (distance, index) with self first."""
+    if metric == "cosine":          # elementwise, so every pair is computed the same way
+        x = torch.nn.functional.normalize(x, dim=1)
+        d = (1 - (x[:, None] * x[None]).sum(-1)).clamp(0, 2)
+    else:
+        d = ((x[:, None] - x[None]) ** 2).sum(-1).sqrt()
+    key = d.clone()
+    key.fill_diagonal_(-1.0)
+    idx = torch.argsort(key, dim=1, stable=True)[:, :k]
+    dd = d.gather(1, idx)
+    dd[:, 0] = 0
+    return idx, dd
+
+
+def data(n=203, d=12, seed=0, dtype=torch.float64):
+    return torch.randn(n, d, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+def duplicates(n=160, metric="l2"):
+    """Exact ties. l2: small-integer points (exact distances, many equal); cosine: 12 directions repeated."""
+    g = torch.Generator().manual_seed(1)
+    if metric == "l2":
+        return torch.randint(0, 3, (n, 3), generator=g).double()
+    return torch.randn(12, 5, generator=g, dtype=torch.float64)[torch.randint(0, 12, (n,), generator=g)]
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+@pytest.mark.parametrize("chunk,state", [(64, 1 << 29), (64, 2000), (4096, 1 << 29)])
+def test_equals_brute_force(metric, chunk, state):
+    x = data()
+    nb = knn(x, 7, metric=metric, chunk=chunk, max_state_bytes=state)
+    idx, dd = brute_force(x, 7, metric)
+    assert torch.equal(nb.index, idx)
+    assert torch.allclose(nb.dist, dd, atol=1e-6)
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+def test_ties_go_to_the_smaller_index_and_self_is_first(metric):
+    x = duplicates(metric=metric)
+    nb = knn(x, 25, metric=metric, chunk=64)
+    idx, dd = brute_force(x, 25, metric)
+    assert torch.equal(nb.index[:, 0], torch.arange(len(x)))
+    assert torch.equal(nb.index, idx)
+    assert torch.allclose(nb.dist, dd, atol=1e-6)
+
+
+def test_k_larger_than_a_chunk_and_whole_data_set():
+    x = data(150, 5)
+    for k in (100, 150):
+        nb = knn(x, k, chunk=64)
+        assert torch.equal(nb.index, brute_force(x, k, "l2")[0])
+    with pytest.raises(ValueError):
+        knn(x, 151)
+
+
+def test_topk_lex_orders_equal_scores_by_id():
+    s = torch.tensor([[1.0, 3.0, 3.0, 2.0, 3.0]])
+    ids = torch.tensor([9, 7, 4, 1, 5])
+    v, i = topk_lex(s, ids, 2)
+    assert i.tolist() == [[4, 5]] and v.tolist() == [[3.0, 3.0]]
+
+
+def _shard_rows(rank, world, n, strided):
+    if strided:                          # rank r holds rows r, r+W, ...: global ids passed explicitly
+        return torch.arange(rank, n, world)
+    cut = 2 * n // 5                     # unequal contiguous shards
+    return torch.arange(0, cut) if rank == 0 else torch.arange(cut, n)
+
+
+def _knn_cases(rank, world, cases):
+    out = []
+    for x, metric, strided in cases:
+        rows = _shard_rows(rank, world, len(x), strided)
+        nb = knn(x[rows], 9, metric=metric, index=rows if strided else None, chunk=64,
+                 max_state_bytes=3000 if strided else 1 << 29)
+        out.append((rows, nb.index, nb.dist))
+    return out
+
+
+def test_two_ranks_identical_to_one_process():
+    """Bit-identical lists and distances, on random data and on data full of exact ties."""
+    cases = [(x, metric, strided) for metric in ("l2", "cosine")
+             for x in (data(301, 24, dtype=torch.float32), data(250, 8), duplicates(metric=metric))
+             for strided in (False, True)]
+    results = run_world(_knn_cases, 2, cases)
+    for c, (x, metric, strided) in enumerate(cases):
+        one = knn(x, 9, metric=metric, chunk=64)
+        idx, dist = torch.empty_like(one.index), torch.empty_like(one.dist)
+        for per_rank in results:
+            rows, i, d = per_rank[c]
+            idx[rows], dist[rows] = i, d
+        assert torch.equal(idx, one.index), (c, metric, strided)
+        assert torch.equal(dist, one.dist), (c, metric, strided)
