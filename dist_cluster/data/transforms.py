@@ -16,8 +16,24 @@ the native size, so small images are resized only when the config asks for it.
 """
 from __future__ import annotations
 
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_transform
+from PIL import Image
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, auto_augment, create_transform
 from torchvision import transforms as T
+
+
+def _posterize(img, bits_to_keep, **kw):
+    """Pillow >= 12 rejects posterize(bits=0), which timm's PosterizeIncreasing reaches at magnitude 10 (m9
+    plus mstd noise, so the FEC/DeiT recipe crashes at random); keeping 0 bits is a black image, as older
+    Pillow computed it."""
+    if bits_to_keep <= 0:
+        return Image.new(img.mode, img.size)
+    return _timm_posterize(img, bits_to_keep, **kw)
+
+
+_timm_posterize = auto_augment.posterize
+for _op in ("Posterize", "PosterizeIncreasing", "PosterizeOriginal"):
+    if auto_augment.NAME_TO_OP.get(_op) is _timm_posterize:
+        auto_augment.NAME_TO_OP[_op] = _posterize
 
 ALIASES = {"two_strong": "strong+strong_solarize", "weak_strong": "weak+strong"}
 SINGLE = ("plain", "eval", "train", "weak", "strong", "strong_solarize", "mae")

@@ -65,3 +65,14 @@ def test_seeded_views_repeat_and_small_images_upscale():
     assert transform_from_config(DataConfig(in_chans=1), "plain", native_size=28)(GREY).shape == (1, 28, 28)
     with pytest.raises(ValueError, match="image size"):
         make_transform("plain", 0)
+
+
+def test_randaugment_posterize_at_full_magnitude_does_not_crash():
+    from timm.data.auto_augment import AugmentOp
+    img = RGB.copy()
+    op = AugmentOp("PosterizeIncreasing", prob=1.0, magnitude=10)  # keeps 0 bits
+    assert not np.asarray(op(img)).any()
+    t = make_transform("train", 16, 3, auto_augment="rand-m10-n6-mstd0-inc1")  # posterize drawn often
+    for s in range(30):
+        with seeded_rng(s):
+            assert t(RGB).shape == (3, 16, 16)
