@@ -130,11 +130,11 @@ class MaskedAutoencoderViT(nn.Module):
 
     def reconstruction_loss(self, imgs: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Per-patch MSE averaged over masked patches; targets per-patch normalised when norm_pix_loss."""
-        target = self.patchify(imgs).float()
+        target = _wide(self.patchify(imgs))
         if self.norm_pix_loss:
             target = (target - target.mean(-1, keepdim=True)) / (target.var(-1, keepdim=True) + 1e-6).sqrt()
-        per_patch = (pred.float() - target).pow(2).mean(-1)
-        mask = mask.float()
+        per_patch = (_wide(pred) - target).pow(2).mean(-1)
+        mask = mask.to(per_patch.dtype)
         return (per_patch * mask).sum() / mask.sum().clamp_min(1.0)
 
     def pixels(self, imgs: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
@@ -151,6 +151,11 @@ class MaskedAutoencoderViT(nn.Module):
         return enc, (self.decode(enc) if decode else None)
 
 
+def _wide(x: torch.Tensor) -> torch.Tensor:
+    """At least float32 (bf16/fp16 activations are upcast for the losses; float64 stays float64)."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
 class InstanceHead(nn.Module):
     """G_I: Linear–ReLU–Linear, L2-normalised output."""
 
@@ -160,7 +165,7 @@ class InstanceHead(nn.Module):
         self.net = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, out_dim))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.net(h).float(), dim=1)
+        return F.normalize(_wide(self.net(h)), dim=1)
 
 
 class ClusterHead(nn.Module):
@@ -172,7 +177,7 @@ class ClusterHead(nn.Module):
         self.net = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, num_clusters))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return self.net(h).float().softmax(dim=1)
+        return _wide(self.net(h)).softmax(dim=1)
 
 
 class PICINet(nn.Module):

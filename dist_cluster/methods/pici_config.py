@@ -1,0 +1,59 @@
+"""PICI's method section of the experiment config (SPEC P2-P7). Defaults are the paper's; "reference" options
+reproduce the authors' code where SPEC P7 resolves an ambiguity differently."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class PICIConfig:
+    target: str = "dist_cluster.methods.pici:PICI"
+    num_clusters: int = 10                 # M = number of classes
+
+    # model (SPEC P2, P5); the input size is data.image_size, channels data.in_chans
+    patch_size: int = 16
+    embed_dim: int = 384                   # ViT-Small
+    depth: int = 6
+    num_heads: int = 12
+    decoder_embed_dim: int = 512
+    decoder_depth: int = 8
+    decoder_num_heads: int = 16
+    mlp_ratio: float = 4.0
+    instance_dim: int = 128
+    head_hidden: int = 0                   # hidden width of G_I / G_C (0 = embed_dim)
+    pos_embed: str = "sincos"              # sincos (reference, SPEC P7-2) | learned (paper text)
+    norm_pix_loss: bool = True             # per-patch normalised reconstruction targets (SPEC P7-11)
+
+    # training (SPEC P3-P5)
+    views: str = "weak_strong"             # weak_strong (paper) | two_strong (reference BYOL views)
+    mask_ratio: float = 0.5
+    pretrain_epochs: int = 200             # stage 1: L_PISD; F, D
+    train_epochs: int = 800                # stage 2: L_PISD + L_ins + L_clu; F, D, G_I, G_C
+    boost_epochs: int = 50                 # stage 3: L_ins + L_clu + L_CLI; F, G_I, G_C
+    tau_instance: float = 0.5
+    tau_cluster: float = 1.0
+    entropy_form: str = "cc"               # cc: + (2 log M − H(C)) | paper: − H(C) (same gradient)
+
+    # boosting / cross-level interaction (SPEC P7-6..8)
+    pl_mask_ratio: float = 0.0             # mask of the pseudo-label pass (0.5 = reference)
+    pl_features: str = "l2"                # l2: k-means on the L2-normalised z | minmax: per-batch MinMax (reference)
+    pl_batch_size: int = 0                 # batch of the pseudo-label / matching passes (0 = data.eval_batch_size)
+    kmeans_n_init: int = 100               # reference code
+    kmeans_max_iter: int = 300
+    match_scope: str = "epoch"             # epoch: global Hungarian at each boost epoch start | batch (reference)
+    cli_ce: str = "nll"                    # nll (Eq. 15) | reference_double_softmax (SPEC P7-7)
+
+    # evaluation and figures
+    eval_split: str = "train"              # train: transductive, the paper's protocol (SPEC P7-12) | eval
+    nmi_average: str = "arithmetic"
+    eval_reference_mask: float = 0.0       # > 0: also log metrics with this test-time mask (diagnostic, SPEC P7-3)
+    recon_images: int = 8                  # MAE reconstructions in the figure
+    tsne_samples: int = 1000               # points in the t-SNE figure (0 = no t-SNE)
+
+
+def tiny_pici(num_clusters: int = 10) -> PICIConfig:
+    """SPEC P8's CPU-scale model (patch 4; encoder 64-d × 2 × 4 heads; decoder 64-d × 1 × 4 heads; G_I 64→64→32,
+    G_C 64→64→M) and its 2 / 6 / 2 epoch schedule."""
+    return PICIConfig(num_clusters=num_clusters, patch_size=4, embed_dim=64, depth=2, num_heads=4,
+                      decoder_embed_dim=64, decoder_depth=1, decoder_num_heads=4, instance_dim=32, head_hidden=64,
+                      pretrain_epochs=2, train_epochs=6, boost_epochs=2, kmeans_n_init=10)
