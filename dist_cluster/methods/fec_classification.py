@@ -50,6 +50,7 @@ class FecClassification(Method):
         self.train_loss = SoftTargetCrossEntropy() if mixing else (
             LabelSmoothingCrossEntropy(m.smoothing) if m.smoothing > 0 else torch.nn.CrossEntropyLoss())
         self.num_classes, self._ctx = n_cls, None
+        self._alphas = [p for n, p in self.model.named_parameters() if n.endswith("sim_alpha")]
 
     def manifests(self) -> dict[str, str]:
         """Shards are looked at only when needed, so a run's model can be rebuilt where the data are not."""
@@ -105,7 +106,10 @@ class FecClassification(Method):
         else:
             logits = self.model(x)
             loss = self.train_loss(logits.float(), y)
-        return {"loss/ce": loss, "train_top1": (logits.argmax(1) == y).float().mean()}
+        out = {"loss/ce": loss, "train_top1": (logits.argmax(1) == y).float().mean()}
+        if self._alphas and self.cfg.engine.zero_stage < 3:   # A3: argmax on M equals argmax on σ(β+αM) while α > 0
+            out["min_alpha"] = torch.stack([a.detach().float().reshape(()) for a in self._alphas]).min()
+        return out
 
     @torch.no_grad()
     def evaluate(self, ctx) -> dict[str, float]:

@@ -6,6 +6,7 @@ from fec_tiny_data import tiny_overrides, write_image_folder
 
 from dist_cluster.distributed import resolve
 from dist_cluster.engine.context import RunContext
+from dist_cluster.engine.setup import build_optimizer
 from dist_cluster.launch import build_config, build_method, load_recipe
 from dist_cluster.methods.base import total_loss
 
@@ -26,10 +27,12 @@ def make(images, tmp_path, recipe="fec_small", *extra):
     return cfg, method, ctx
 
 
-@pytest.mark.parametrize("recipe,numel", [("fec_small", 5_727_528), ("fec_base", 15_086_848),
-                                          ("fec_large", 29_720_344)])
-def test_recipe_is_the_paper_protocol_and_takes_a_step(images, tmp_path, recipe, numel):
-    cfg, method, ctx = make(images, tmp_path, recipe)
+@pytest.mark.parametrize("recipe,numel,size", [
+    ("fec_small", 5_727_528, 64),
+    pytest.param("fec_base", 15_086_848, 32, marks=pytest.mark.slow),
+    pytest.param("fec_large", 29_720_344, 32, marks=pytest.mark.slow)])
+def test_recipe_is_the_paper_protocol_and_takes_two_steps(images, tmp_path, recipe, numel, size):
+    cfg, method, ctx = make(images, tmp_path, recipe, f"data.image_size={size}")
     m, o, s, d = cfg.method, cfg.optim, cfg.sched, cfg.data
     assert (o.name, o.lr, o.weight_decay, o.betas) == ("adamw", 1e-3, 0.05, (0.9, 0.999))
     assert (s.name, s.warmup_epochs, s.warmup_lr, s.min_lr, s.cooldown_epochs, m.epochs) == \
@@ -41,16 +44,24 @@ def test_recipe_is_the_paper_protocol_and_takes_a_step(images, tmp_path, recipe,
     assert sum(p.numel() for p in method.model.parameters()) == numel          # 1000-way head, as on ImageNet
     loader = method.build_loaders(ctx)
     assert loader.batches_per_epoch() == 6                                      # 24 images / batch 4
-    batch = next(loader.epoch(0))
-    assert batch["image"].shape == (4, 3, 64, 64)
+    optimizer = build_optimizer(method, cfg.optim)                              # the engine's param groups
+    assert not any(p.requires_grad for p in method.ema.parameters())            # the EMA copy never trains
     stage = method.stages()[0]
     method.train()
-    loss = total_loss(method(batch, stage), stage)
-    loss.backward()
-    assert torch.isfinite(loss) and 0 < loss.item() < 10
-    grads = [p.grad for p in method.parameters() if p.requires_grad]
-    assert all(g is not None and torch.isfinite(g).all() for g in grads)
-    assert not any(p.requires_grad for p in method.ema.parameters())            # the EMA copy never trains
+    first = None
+    for step, batch in zip(range(2), loader.epoch(0)):
+        assert batch["image"].shape == (4, 3, size, size)
+        out = method(batch, stage)
+        loss = total_loss(out, stage)
+        loss.backward()
+        assert torch.isfinite(loss) and 0 < loss.item() < 10 and out["min_alpha"] > 0
+        grads = [p.grad for p in method.parameters() if p.requires_grad]
+        assert all(g is not None and torch.isfinite(g).all() for g in grads)
+        first = first or {n: p.detach().clone() for n, p in method.model.named_parameters()}
+        optimizer.step()
+        optimizer.zero_grad()
+    moved = {n for n, p in method.model.named_parameters() if not torch.equal(p, first[n])}
+    assert moved == {n for n, p in method.model.named_parameters() if p.requires_grad}   # all but the pool keys
 
 
 def test_ema_follows_optimizer_steps(images, tmp_path):
