@@ -1,0 +1,1 @@
+"""Submitting recipes to Slurm with submitit: site file, job class, sweeps."""
