@@ -4,7 +4,8 @@
 Both read the same PNG files (Fashion-MNIST train images written once as an ImageFolder tree and as shards
 of the identical bytes), decode, convert grey to RGB and apply the same timm ImageNet train transform
 (RandomResizedCrop to --image-size, flip, RandAugment, random erasing), with the same batch size and
-workers. Time is measured after the first batch (worker start-up excluded for both).
+workers. Time is measured after the first batch (worker start-up excluded for both); each pipeline runs
+--repeats epochs in alternating order and the table gives the median.
 
   python tools/bench_data.py --images 4000 --workers 2 --image-size 224
 """
@@ -53,6 +54,7 @@ def main(argv=None) -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--dir", default="data/bench_fmnist")
     args = p.parse_args(argv)
 
@@ -75,17 +77,24 @@ def main(argv=None) -> None:
     n_batches = ours.batches_per_epoch()
     ref = DataLoader(ImageFolder(folder, transform=tf), batch_size=args.batch_size, shuffle=True, drop_last=True,
                      num_workers=args.workers, persistent_workers=args.workers > 0)
-    rows = []
-    for name, batches in (("shards + timm train transform (dist_cluster)", ours.epoch(0)),
-                          ("ImageFolder + DataLoader + same transform", iter(ref))):
-        n, s = timed(batches, n_batches)
-        rows.append((name, n, s, n / s))
+    import statistics
+    names = ["shards + timm train transform (dist_cluster)", "ImageFolder + DataLoader + same transform"]
+    runs = {name: [] for name in names}
+    for rep in range(args.repeats):
+        order = names if rep % 2 == 0 else names[::-1]
+        for name in order:
+            n, s = timed(ours.epoch(rep) if name == names[0] else iter(ref), n_batches)
+            runs[name].append((n, s))
     print(f"\n{args.images} Fashion-MNIST PNGs -> {args.image_size}px, batch {args.batch_size}, "
-          f"{args.workers} workers, {os.cpu_count()} CPUs")
-    print(f"| pipeline | images timed | seconds | images/s |\n|---|---|---|---|")
-    for name, n, s, r in rows:
-        print(f"| {name} | {n} | {s:.2f} | {r:.0f} |")
-    print(f"| ratio (shards / ImageFolder) | | | {rows[0][3] / rows[1][3]:.2f} |")
+          f"{args.workers} workers, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "
+          f"median of {args.repeats} epochs")
+    print("| pipeline | images/epoch timed | seconds | images/s |\n|---|---|---|---|")
+    rates = {}
+    for name in names:
+        n, s = runs[name][0][0], statistics.median(s for _, s in runs[name])
+        rates[name] = n / s
+        print(f"| {name} | {n} | {s:.2f} | {rates[name]:.0f} |")
+    print(f"| ratio (shards / ImageFolder) | | | {rates[names[0]] / rates[names[1]]:.2f} |")
 
 
 if __name__ == "__main__":

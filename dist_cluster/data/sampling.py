@@ -20,10 +20,22 @@ import numpy as np
 import torch
 
 
+_M64 = (1 << 64) - 1
+
+
+def _splitmix64(x: int) -> int:
+    x = (x + 0x9E3779B97F4A7C15) & _M64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
+    return x ^ (x >> 31)
+
+
 def mix_seed(*parts: int) -> int:
-    """A well-spread 63-bit seed from integers (seed, epoch, index, ...)."""
-    state = np.random.SeedSequence([int(p) & 0xFFFFFFFFFFFFFFFF for p in parts]).generate_state(2, np.uint32)
-    return (int(state[0]) << 31 ^ int(state[1])) & ((1 << 63) - 1)
+    """A well-spread 63-bit seed from integers (seed, epoch, index, ...): chained splitmix64, ~1 us a part."""
+    h = 0x6A09E667F3BCC908
+    for p in parts:
+        h = _splitmix64(h ^ (int(p) & _M64))
+    return h >> 1
 
 
 def epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
@@ -74,23 +86,29 @@ class EpochPlan:
 
 
 @contextmanager
-def seeded_rng(seed: int):
-    """Seed python, numpy and torch RNGs for one sample's augmentation, then restore the caller's state.
+def seeded_rng(seed: int, restore: bool | None = None):
+    """Seed python, numpy and torch RNGs for one sample's augmentation (then restore the caller's state).
 
     Augmentations (timm, torchvision) draw from these global RNGs; seeding them per sample from
-    (seed, epoch, index) makes a sample's views independent of worker count and of resumption, and
-    restoring keeps the training process's own RNG stream (dropout, masks) untouched.
+    (seed, epoch, index) makes a sample's views independent of worker count and of resumption. Restoring
+    keeps the training process's own RNG stream (dropout, masks) untouched when samples are made in it
+    (num_workers=0); worker processes skip it (restoring numpy's state costs ~0.2 ms a sample).
     """
-    py, npy, th = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    if restore is None:
+        from torch.utils.data import get_worker_info
+        restore = get_worker_info() is None
+    if restore:
+        py, npy, th = random.getstate(), np.random.get_state(), torch.get_rng_state()
     random.seed(seed)
     np.random.seed(seed & 0xFFFFFFFF)
-    torch.manual_seed(seed)
+    torch.default_generator.manual_seed(seed)  # CPU only: torch.manual_seed also seeds (lazy) CUDA, 2 ms a call
     try:
         yield
     finally:
-        random.setstate(py)
-        np.random.set_state(npy)
-        torch.set_rng_state(th)
+        if restore:
+            random.setstate(py)
+            np.random.set_state(npy)
+            torch.set_rng_state(th)
 
 
 class TensorLoader:
