@@ -121,3 +121,15 @@ def test_reference_checkpoint_layout_loads():
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(src.eval()(x), dst.eval()(x))
+
+
+def test_reference_weights_load_through_timm_pretrained_file(tmp_path):
+    src = timm.create_model("fec_small")
+    path = tmp_path / "fec_small_reference.pth"
+    torch.save({"state_dict": _to_reference_layout(src.state_dict())}, path)
+    same = timm.create_model("fec_small", pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
+    assert all(torch.equal(a, b) for a, b in zip(same.state_dict().values(), src.state_dict().values()))
+    tuned = timm.create_model("fec_small", num_classes=10, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
+    body = [k for k in src.state_dict() if not k.startswith("head.")]
+    assert all(torch.equal(tuned.state_dict()[k], src.state_dict()[k]) for k in body)   # new 10-way head only
+    assert tuned.head.weight.shape == (10, 320)
