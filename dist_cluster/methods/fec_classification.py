@@ -27,7 +27,7 @@ class FecClassification(Method):
         super().__init__()
         from dist_cluster.data import Manifest
         self.cfg, m = cfg, cfg.method
-        if cfg.data.image_size % 32 and m.model.startswith("fec"):
+        if m.model.startswith("fec") and (cfg.data.image_size <= 0 or cfg.data.image_size % 32):
             raise ConfigError(f"FEC needs data.image_size to be a multiple of 32, got {cfg.data.image_size} "
                               "(e.g. data.image_size=64 for Fashion-MNIST)")
         mixing = m.mixup > 0 or m.cutmix > 0
@@ -105,7 +105,7 @@ class FecClassification(Method):
             loss = self.train_loss(logits.float(), target)
         else:
             logits = self.model(x)
-            loss = self.train_loss(logits.float(), y)
+            loss = (self.train_loss if self.mixup is None else F.cross_entropy)(logits.float(), y)
         out = {"loss/ce": loss, "train_top1": (logits.argmax(1) == y).float().mean()}
         if self._alphas and self.cfg.engine.zero_stage < 3:   # A3: argmax on M equals argmax on σ(β+αM) while α > 0
             out["min_alpha"] = torch.stack([a.detach().float().reshape(()) for a in self._alphas]).min()

@@ -115,8 +115,9 @@ def test_evaluate_reports_top1_top_k_over_the_eval_split(images, tmp_path):
 
 def test_config_errors(images, tmp_path):
     from dist_cluster.config import ConfigError
-    with pytest.raises(ConfigError, match="multiple of 32"):
-        make(images, tmp_path, "fec_small", "data.image_size=48")
+    for size in (48, 0):
+        with pytest.raises(ConfigError, match="multiple of 32"):
+            make(images, tmp_path, "fec_small", f"data.image_size={size}")
     with pytest.raises(ConfigError, match="zero_stage"):
         make(images, tmp_path, "fec_small", "engine.zero_stage=3")
     _, method, _ = make(images, tmp_path, "fec_small", "method.num_classes=0", "method.ema=false")
