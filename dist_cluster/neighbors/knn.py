@@ -88,11 +88,12 @@ def _database_blocks(x: torch.Tensor, sizes: list[int], tile: int) -> Iterator[t
 
 
 def iter_knn(x: torch.Tensor, k: int, metric: str = "l2", index: torch.Tensor | None = None, chunk: int = 4096,
-             max_state_bytes: int = 1 << 29, self_first: bool = True) -> Iterator[tuple[int, int, Neighbors]]:
+             max_state_bytes: int = 1 << 29, self_first: bool = True,
+             n_queries: int | None = None) -> Iterator[tuple[int, int, Neighbors]]:
     """Yield (start, stop, neighbours of local rows start:stop), one round at a time.
 
     Collective: every rank must drain the iterator. x: (n_local, d) this rank's rows; index: their global
-    ids (default: rank-ordered contiguous ranges).
+    ids (default: rank-ordered contiguous ranges); n_queries: query only the first n local rows (all by default).
     """
     x = prepare(x, metric)
     sizes, gid = _shard_layout(x.shape[0], index, x.device)
@@ -103,13 +104,14 @@ def iter_knn(x: torch.Tensor, k: int, metric: str = "l2", index: torch.Tensor | 
     tile = min(_round_up(max(chunk, 1), 64), _round_up(n_total, 64))
     per_row = k * (x.element_size() + 8)
     rows_per_round = max(tile, (max_state_bytes // per_row) // tile * tile)
-    rounds = torch.tensor([-(-x.shape[0] // rows_per_round)], device=x.device)
+    nq = x.shape[0] if n_queries is None else min(n_queries, x.shape[0])
+    rounds = torch.tensor([-(-nq // rows_per_round)], device=x.device)
     if world_size() > 1:
         dist.all_reduce(rounds, op=dist.ReduceOp.MAX)
     pad_ids = torch.full((tile + GUARD,), PAD_ID, dtype=torch.long, device=x.device)
 
     for r in range(int(rounds)):
-        start, stop = min(r * rows_per_round, x.shape[0]), min((r + 1) * rows_per_round, x.shape[0])
+        start, stop = min(r * rows_per_round, nq), min((r + 1) * rows_per_round, nq)
         tiles = [(q0, min(q0 + tile, stop)) for q0 in range(start, stop, tile)]
         q_pad = [x.new_zeros((tile, x.shape[1])) for _ in tiles]
         for (q0, q1), buf in zip(tiles, q_pad):
@@ -146,9 +148,9 @@ def iter_knn(x: torch.Tensor, k: int, metric: str = "l2", index: torch.Tensor | 
 
 
 def knn(x: torch.Tensor, k: int, metric: str = "l2", index: torch.Tensor | None = None, chunk: int = 4096,
-        max_state_bytes: int = 1 << 29, self_first: bool = True) -> Neighbors:
+        max_state_bytes: int = 1 << 29, self_first: bool = True, n_queries: int | None = None) -> Neighbors:
     """The k nearest neighbours (global ids and distances) of every local row, aligned with x's rows."""
-    parts = [nb for _, _, nb in iter_knn(x, k, metric, index, chunk, max_state_bytes, self_first)]
+    parts = [nb for _, _, nb in iter_knn(x, k, metric, index, chunk, max_state_bytes, self_first, n_queries)]
     if not parts:
         return Neighbors(torch.empty((0, k), dtype=torch.long, device=x.device), x.new_empty((0, k)))
     return Neighbors(torch.cat([p.index for p in parts]), torch.cat([p.dist for p in parts]))

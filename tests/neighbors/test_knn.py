@@ -64,6 +64,12 @@ def test_k_larger_than_a_chunk_and_whole_data_set():
         knn(x, 151)
 
 
+def test_querying_the_first_rows_only():
+    x = data()
+    nb = knn(x, 5, chunk=64, n_queries=70, max_state_bytes=2000)
+    assert nb.index.shape == (70, 5) and torch.equal(nb.index, brute_force(x, 5, "l2")[0][:70])
+
+
 def test_topk_lex_orders_equal_scores_by_id():
     s = torch.tensor([[1.0, 3.0, 3.0, 2.0, 3.0]])
     ids = torch.tensor([9, 7, 4, 1, 5])
@@ -102,3 +108,26 @@ def test_two_ranks_identical_to_one_process():
             idx[rows], dist[rows] = i, d
         assert torch.equal(idx, one.index), (c, metric, strided)
         assert torch.equal(dist, one.dist), (c, metric, strided)
+
+
+MEMORY_PROBE = """
+import resource, torch
+torch.set_num_threads(1)
+from dist_cluster.neighbors import knn
+x = torch.randn(30000, 4, generator=torch.Generator().manual_seed(0))
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+nb = knn(x, 5, chunk=1024, max_state_bytes=1 << 20)
+assert nb.index.shape == (30000, 5) and (nb.index[:, 0] == torch.arange(30000)).all()
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+"""
+
+
+@pytest.mark.slow
+def test_memory_stays_bounded_by_the_chunk():
+    """30,000 points: an N×N float32 matrix would take 3.6 GB; the chunked search stays far below."""
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", MEMORY_PROBE], capture_output=True, text=True, timeout=240,
+                         check=True)
+    grown_mb = int(out.stdout.split()[-1])
+    assert grown_mb < 300, grown_mb
