@@ -41,7 +41,7 @@ def save_segment_figure(image: np.ndarray, pyramid: SegmentPyramid, path: str, t
     panels += [(f"pool {i + 1}: {int(lab.max()) + 1} segments", level_panel(image, lab))
                for i, lab in enumerate(pyramid.levels)]
     panels.append((f"K-Means: {int(pyramid.merged.max()) + 1} segments", merged_panel(image, pyramid.display)))
-    fig = Figure(figsize=(3.2 * len(panels), 3.6))
+    fig = Figure(figsize=(3.2 * len(panels), 3.9))
     FigureCanvasAgg(fig)
     for i, (name, img) in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), i + 1)
@@ -49,8 +49,8 @@ def save_segment_figure(image: np.ndarray, pyramid: SegmentPyramid, path: str, t
         ax.set_title(name, fontsize=10)
         ax.axis("off")
     if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout(rect=(0, 0, 1, 0.92 if title else 1))
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=130)
     return path
