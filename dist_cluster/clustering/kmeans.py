@@ -96,10 +96,12 @@ def _lloyd(x, centroids, max_iter, tol, chunk, offsets, mu):
     return c + mu, labels, float(all_reduce_sum(d2.sum().reshape(1))), it
 
 
-def _mean_and_tol(x: torch.Tensor, tol: float, n_total: int) -> tuple[torch.Tensor, float]:
+def _mean_and_tol(x: torch.Tensor, tol: float, n_total: int, chunk: int) -> tuple[torch.Tensor, float]:
     """The data mean, and tol × its mean per-feature variance (scikit-learn's convention)."""
-    mu = all_reduce_sum(x.double().sum(0)) / n_total
-    var = all_reduce_sum(((x.double() - mu) ** 2).sum(0)) / n_total
+    blocks = range(0, x.shape[0], chunk)
+    zero = torch.zeros(x.shape[1], dtype=torch.float64, device=x.device)
+    mu = all_reduce_sum(sum((x[a:a + chunk].double().sum(0) for a in blocks), zero)) / n_total
+    var = all_reduce_sum(sum((((x[a:a + chunk].double() - mu) ** 2).sum(0) for a in blocks), zero)) / n_total
     return mu.to(x), tol * float(var.mean())
 
 
@@ -116,7 +118,7 @@ def kmeans(x: torch.Tensor, k: int, n_init: int = 1, max_iter: int = 300, tol: f
     if backend != "torch":
         raise ValueError(f"backend must be 'torch' or 'sklearn', got {backend!r}")
     offsets = shard_offsets(x.shape[0], x.device)
-    mu, tol_abs = _mean_and_tol(x, tol, int(offsets[-1]))
+    mu, tol_abs = _mean_and_tol(x, tol, int(offsets[-1]), chunk)
     gen = torch.Generator().manual_seed(seed)
     best = None
     for _ in range(1 if isinstance(init, torch.Tensor) else n_init):

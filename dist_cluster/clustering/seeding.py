@@ -20,9 +20,14 @@ def shard_offsets(n_local: int, device) -> torch.Tensor:
     return torch.cat([sizes.new_zeros(1), sizes.cumsum(0)])
 
 
-def sq_dist(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-    """Squared Euclidean distances (n, m) between rows of x and rows of c, clamped at 0."""
-    return ((x * x).sum(1, keepdim=True) - 2 * x @ c.T + (c * c).sum(1)).clamp_min(0)
+def sq_dist(x: torch.Tensor, c: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
+    """Squared Euclidean distances (n, m) in float64 between rows of x and the few rows of c, x in chunks."""
+    c_sq = (c * c).sum(1)
+    out = torch.empty((x.shape[0], c.shape[0]), dtype=torch.float64, device=x.device)
+    for a in range(0, x.shape[0], chunk):
+        xb = x[a:a + chunk]
+        out[a:a + chunk] = ((xb * xb).sum(1, keepdim=True) - 2 * xb @ c.T + c_sq).clamp_min(0)
+    return out
 
 
 def rows_at(x: torch.Tensor, global_ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
@@ -61,11 +66,11 @@ def kmeans_plusplus(x: torch.Tensor, k: int, generator: torch.Generator) -> torc
     trials = 2 + int(math.log(k))
     first = torch.randint(0, n_total, (1,), generator=generator).to(x.device)
     centers = [rows_at(x, first, offsets)]
-    closest = sq_dist(x, centers[0]).squeeze(1).double()
+    closest = sq_dist(x, centers[0]).squeeze(1)
     for _ in range(1, k):
         u = torch.rand(trials, generator=generator, dtype=torch.float64).to(x.device)
         cand = _draw_rows(x, closest, u, offsets)
-        d = torch.minimum(closest[:, None], sq_dist(x, cand).double())
+        d = torch.minimum(closest[:, None], sq_dist(x, cand))
         best = int(all_reduce_sum(d.sum(0)).argmin())
         centers.append(cand[best:best + 1])
         closest = d[:, best].contiguous()
