@@ -118,6 +118,9 @@ def kmeans(x: torch.Tensor, k: int, n_init: int = 1, max_iter: int = 300, tol: f
     if backend != "torch":
         raise ValueError(f"backend must be 'torch' or 'sklearn', got {backend!r}")
     offsets = shard_offsets(x.shape[0], x.device)
+    k = k if not isinstance(init, torch.Tensor) else init.shape[0]
+    if not 0 < k <= int(offsets[-1]):
+        raise ValueError(f"k must be in [1, {int(offsets[-1])}] (rows in the data set), got {k}")
     mu, tol_abs = _mean_and_tol(x, tol, int(offsets[-1]), chunk)
     gen = torch.Generator().manual_seed(seed)
     best = None

@@ -83,8 +83,9 @@ def test_relabel_and_matching_recover_a_permutation():
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError):
-        kmeans(digits()[:5], 6)
+    for init in ("k-means++", "random"):
+        with pytest.raises(ValueError, match="k must be"):
+            kmeans(digits()[:5], 6, init=init)
     with pytest.raises(ValueError):
         kmeans(digits(), 3, init="kmeans")
 
