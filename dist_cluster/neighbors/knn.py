@@ -6,14 +6,18 @@ current one is scored), every local query is scored against every block, and a r
 merged exactly. Ties are broken by the smaller global index, and each point is forced to be its own first
 neighbour, so the lists do not depend on the number of ranks or the chunk size.
 
-Memory per rank: its own shard, two database blocks of `chunk` rows, one `chunk`×`chunk` score tile and the
-running top-k of the current round of queries (rows × k × (4 + 8) bytes). Rounds keep that state under
-`max_state_bytes`; each extra round streams the database once more. No N×N matrix is ever formed.
+Memory per rank: its own shard (plus a normalised copy for cosine), the global ids (N int64), two database
+blocks of `chunk` rows, one `chunk`×(`chunk`+16) score tile, and for the current round of queries a padded
+copy of their rows and their running top-k (rows × k × (4 + 8) bytes; about three times that while merging).
+Rounds keep the top-k state under `max_state_bytes`; each extra round streams the database once more. No N×N
+matrix is ever formed. Example, 1.28M × 768 float32 on 8 ranks, chunk 4096: shard 0.49 GB, blocks 25 MB,
+tile 67 MB; k = 50 needs one round (96 MB of state); k = τ2 + 1 = 6301 needs about 40 rounds at the default
+512 MiB (160k rows × 6301 × 12 B = 12 GB of state in all), so raise it where memory allows.
 
-Every score tile is a `chunk`×`chunk` matrix product (short shards and blocks are zero-padded), so a pair's
-score comes from a product of the same shape whatever the sharding, and exact duplicates in the database get
-exactly equal scores. Scores are still floating-point: two distinct points whose true distances to a query
-differ by less than the rounding error may come out in either order.
+Every score tile is a product of the same shape (short shards and blocks are zero-padded), so a pair's score
+does not depend on the sharding, and exact duplicates in the database get exactly equal scores. Scores are
+still floating-point: two distinct points whose true distances to a query differ by less than the rounding
+error may come out in either order.
 """
 from __future__ import annotations
 
