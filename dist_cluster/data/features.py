@@ -118,7 +118,7 @@ def extract_features(image_manifest: str, out_dir: str, split: str, *, backbone:
     ranges = plan_shards(n, samples_per_shard)
     os.makedirs(out_dir, exist_ok=True)
     model, norm = load_backbone(backbone, image_size)
-    model.to(device)
+    model.to(device, memory_format=torch.channels_last)  # ~1.5x faster convolutions on CPU (oneDNN)
     tf = make_transform("plain", image_size, 3, mean=norm["mean"], std=norm["std"],
                         interpolation=norm["interpolation"])
     ds = RandomAccessDataset(m, tf, in_chans=3)
@@ -134,7 +134,8 @@ def extract_features(image_manifest: str, out_dir: str, split: str, *, backbone:
                disable=not (progress and rank == 0))
     feats, labels, skipped = [], [], 0
     for (k, rows), batch in zip(chunks, loader):
-        feats.append(model(batch["image"].to(device)).float().cpu().numpy())
+        x = batch["image"].to(device).contiguous(memory_format=torch.channels_last)
+        feats.append(model(x).float().cpu().numpy())
         labels.append(batch["label"].numpy())
         skipped += int(batch["_skipped"])
         bar.update(len(rows))
