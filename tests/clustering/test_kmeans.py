@@ -94,7 +94,8 @@ def _kmeans_cases(rank, world, x, far):
     cut = 250                                              # unequal contiguous shards, in rank order
     rows = slice(0, cut) if rank == 0 else slice(cut, len(x))
     xs = x[rows]
-    out = {"pp": kmeans_plusplus(xs, 8, torch.Generator().manual_seed(4))}
+    out = {"pp": kmeans_plusplus(xs, 8, torch.Generator().manual_seed(4)),
+           "rank 0 empty": kmeans(x[:0] if rank == 0 else x, 8, seed=3).labels}
     for name, kw in {"kpp": dict(n_init=3, seed=2), "random": dict(init="random", seed=1),
                      "empty": dict(init=far), "sklearn": dict(backend="sklearn", n_init=2, seed=0)}.items():
         k = len(far) if name == "empty" else 8
@@ -108,6 +109,8 @@ def test_two_ranks_equal_one_process():
     far = torch.cat([x[:7], torch.full((1, 64), 500.0, dtype=torch.float64)])
     per_rank = run_world(_kmeans_cases, 2, x, far)
     assert torch.allclose(per_rank[0]["pp"], kmeans_plusplus(x, 8, torch.Generator().manual_seed(4)), atol=1e-12)
+    assert len(per_rank[0]["rank 0 empty"]) == 0
+    assert torch.equal(per_rank[1]["rank 0 empty"], kmeans(x, 8, seed=3).labels)
     for name, kw in {"kpp": dict(n_init=3, seed=2), "random": dict(init="random", seed=1),
                      "empty": dict(init=far), "sklearn": dict(backend="sklearn", n_init=2, seed=0)}.items():
         one = kmeans(x, len(far) if name == "empty" else 8, **kw)

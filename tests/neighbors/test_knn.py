@@ -77,37 +77,37 @@ def test_topk_lex_orders_equal_scores_by_id():
     assert i.tolist() == [[4, 5]] and v.tolist() == [[3.0, 3.0]]
 
 
-def _shard_rows(rank, world, n, strided):
-    if strided:                          # rank r holds rows r, r+W, ...: global ids passed explicitly
+def _shard_rows(rank, world, n, mode):
+    if mode == "strided":                # rank r holds rows r, r+W, ...: global ids passed explicitly
         return torch.arange(rank, n, world)
-    cut = 2 * n // 5                     # unequal contiguous shards
+    cut = {"cut": 2 * n // 5, "empty": 0}[mode]      # unequal contiguous shards; "empty": rank 0 holds none
     return torch.arange(0, cut) if rank == 0 else torch.arange(cut, n)
 
 
 def _knn_cases(rank, world, cases):
     out = []
-    for x, metric, strided in cases:
-        rows = _shard_rows(rank, world, len(x), strided)
-        nb = knn(x[rows], 9, metric=metric, index=rows if strided else None, chunk=64,
-                 max_state_bytes=3000 if strided else 1 << 29)
+    for x, metric, mode in cases:
+        rows = _shard_rows(rank, world, len(x), mode)
+        nb = knn(x[rows], 9, metric=metric, index=rows if mode == "strided" else None, chunk=64,
+                 max_state_bytes=3000 if mode == "strided" else 1 << 29)
         out.append((rows, nb.index, nb.dist))
     return out
 
 
 def test_two_ranks_identical_to_one_process():
     """Bit-identical lists and distances, on random data and on data full of exact ties."""
-    cases = [(x, metric, strided) for metric in ("l2", "cosine")
+    cases = [(x, metric, mode) for metric in ("l2", "cosine")
              for x in (data(301, 24, dtype=torch.float32), data(250, 8), duplicates(metric=metric))
-             for strided in (False, True)]
+             for mode in ("cut", "strided")] + [(data(100, 5), "l2", "empty")]
     results = run_world(_knn_cases, 2, cases)
-    for c, (x, metric, strided) in enumerate(cases):
+    for c, (x, metric, mode) in enumerate(cases):
         one = knn(x, 9, metric=metric, chunk=64)
         idx, dist = torch.empty_like(one.index), torch.empty_like(one.dist)
         for per_rank in results:
             rows, i, d = per_rank[c]
             idx[rows], dist[rows] = i, d
-        assert torch.equal(idx, one.index), (c, metric, strided)
-        assert torch.equal(dist, one.dist), (c, metric, strided)
+        assert torch.equal(idx, one.index), (c, metric, mode)
+        assert torch.equal(dist, one.dist), (c, metric, mode)
 
 
 MEMORY_PROBE = """
