@@ -35,7 +35,7 @@ def resolve_manifest(spec: str | Manifest, num_samples: int = 0) -> Manifest:
             if not os.path.isfile(local_path(u)):
                 raise FileNotFoundError(f"shard file missing: {local_path(u)} (from pattern {spec})")
         indices = [ShardIndex(local_path(u)) for u in urls]
-        kind = "feature" if "npy" in indices[0].exts else "image"
+        kind = "feature" if "npy" in indices[0].vocab else "image"
         return Manifest(shards=[{"url": u, "samples": len(i)} for u, i in zip(urls, indices)], kind=kind,
                         source={"pattern": spec})
     if num_samples <= 0:
