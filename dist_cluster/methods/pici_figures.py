@@ -140,14 +140,15 @@ def curves(run_dir: str, path: str) -> str | None:
         if r.get("stage") != last_stage and last_stage is not None:
             axes[0].axvline(r["epoch"] + 0.5, color="grey", ls=":", lw=1)
         last_stage = r.get("stage")
-    axes[0].set_xlabel("epoch"), axes[0].set_title("clustering quality (eval after each epoch)", fontsize=9)
-    axes[0].legend(fontsize=7)
+    axes[0].set_xlabel("epoch"), axes[0].set_title("clustering quality (evaluations)", fontsize=9)
     for key in ("loss/pisd", "loss/ins", "loss/clu", "loss/cli"):
         pts = [(r["step"], r[key]) for r in train if key in r]
         if pts:
             axes[1].plot(*zip(*pts), label=key[5:], lw=1)
     axes[1].set_xlabel("optimizer step"), axes[1].set_title("loss terms", fontsize=9)
-    axes[1].legend(fontsize=7)
+    for ax in axes:
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
