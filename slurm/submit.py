@@ -86,8 +86,8 @@ def slurm_parameters(opts: Options, job_name: str) -> dict:
             params[k] = getattr(s, k)
     if s.srun_args:
         params["srun_args"] = list(s.srun_args)
-    if s.sbatch:
-        params["additional_parameters"] = dict(s.sbatch)
+    # --requeue: the job stays requeueable on sites whose default (JobRequeue=0) would refuse `scontrol requeue`.
+    params["additional_parameters"] = {"requeue": True} | dict(s.sbatch)
     return params
 
 

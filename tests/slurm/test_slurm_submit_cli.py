@@ -120,7 +120,7 @@ def test_dry_run_prints_the_sbatch_script_and_config_and_submits_nothing(tmp_pat
     for line in ("#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=8", "#SBATCH --gpus-per-node=8",
                  "#SBATCH --partition=gpu", "#SBATCH --account=lab", "#SBATCH --qos=high", "#SBATCH --time=90",
                  "#SBATCH --constraint=a100", "#SBATCH --cpus-per-task=10", "#SBATCH --mem=480GB",
-                 "#SBATCH --exclusive", "#SBATCH --signal=USR2@120", "#SBATCH --array=0-1%2", "--cpu-bind=none",
+                 "#SBATCH --exclusive", "#SBATCH --requeue", "#SBATCH --signal=USR2@120", "#SBATCH --array=0-1%2", "--cpu-bind=none",
                  f"{tmp_path}/r/slurm/%A_%a/%A_%a_%t_log.out", "-m submitit.core._submit",
                  f"run_dir: {tmp_path}/r/optim.lr=1e-4", "lr: 0.0003", "dry run: nothing submitted (2 run(s))"):
         assert line in out, line
