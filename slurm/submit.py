@@ -25,7 +25,7 @@ import submitit
 import yaml
 
 from dist_cluster.config import ConfigError, ExperimentConfig, to_dict
-from dist_cluster.launch import build_config, load_recipe
+from dist_cluster.launch import RECIPES_DIR, build_config, load_recipe
 from slurm.job import TrainJob
 from slurm.options import Options, parse, submitter_hint
 from slurm.sweep import expand
@@ -62,9 +62,8 @@ def plan(opts: Options) -> tuple[list[Run], str]:
 def _recipe_path(recipe: str) -> str:
     if recipe.endswith(".py"):
         return os.path.abspath(recipe)
-    from dist_cluster.launch import RECIPES_DIR
-    return os.path.join(RECIPES_DIR, f"{recipe}.py") if os.path.exists(
-        os.path.join(RECIPES_DIR, f"{recipe}.py")) else recipe
+    named = os.path.join(RECIPES_DIR, f"{recipe}.py")
+    return named if os.path.exists(named) else recipe   # an unknown name: load_recipe lists the known ones
 
 
 def setup_lines(opts: Options) -> list[str]:
