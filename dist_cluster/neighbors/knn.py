@@ -48,6 +48,8 @@ def prepare(x: torch.Tensor, metric: str) -> torch.Tensor:
     """The vectors that are actually compared: L2-normalised rows for cosine, as given for l2."""
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("features contain NaN or inf")
     return (F.normalize(x, dim=1) if metric == "cosine" else x).contiguous()
 
 

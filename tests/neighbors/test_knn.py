@@ -62,6 +62,8 @@ def test_k_larger_than_a_chunk_and_whole_data_set():
         assert torch.equal(nb.index, brute_force(x, k, "l2")[0])
     with pytest.raises(ValueError):
         knn(x, 151)
+    with pytest.raises(ValueError, match="NaN"):
+        knn(torch.cat([x, torch.full((1, 5), float("nan"), dtype=x.dtype)]), 3)
 
 
 def test_querying_the_first_rows_only():
