@@ -12,17 +12,18 @@ import dataclasses
 
 import torch
 
-from dist_cluster.distributed import broadcast_object, rank
+from dist_cluster.clustering import kmeans
+from dist_cluster.distributed import all_gather_varlen, rank, world_size
 from dist_cluster.eval import cluster_metrics, gather_in_index_order
 from dist_cluster.methods.base import Method, Stage
-from dist_cluster.methods.pici_boost import EpochHookLoader, epoch_matching, pseudo_labels, two_view_pass
+from dist_cluster.methods.pici_boost import (FEATURE_MODES, EpochHookLoader, epoch_matching, pseudo_labels,
+                                             two_view_pass)
 from dist_cluster.methods.pici_config import PICIConfig
 from dist_cluster.models.vit_mae import PICINet
 from dist_cluster.objectives.contrastive import cluster_loss_parts, instance_loss
-from dist_cluster.objectives.cross_level import cli_loss, match_global_batch
+from dist_cluster.objectives.cross_level import CE_MODES, cli_loss, match_global_batch
 
 __all__ = ["PICI", "PICIConfig"]
-MATCH_SCOPES = ("epoch", "batch")
 
 
 class PICI(Method):
@@ -31,10 +32,11 @@ class PICI(Method):
         self.cfg, m = cfg, cfg.method
         if not cfg.data.image_size:
             raise ValueError("PICI needs data.image_size (the ViT's input size, e.g. 224, or 28 for Fashion-MNIST)")
-        if m.match_scope not in MATCH_SCOPES:
-            raise ValueError(f"method.match_scope must be one of {MATCH_SCOPES}, got {m.match_scope!r}")
-        if m.eval_split not in ("train", "eval"):
-            raise ValueError(f"method.eval_split must be 'train' (transductive) or 'eval', got {m.eval_split!r}")
+        for key, allowed in (("match_scope", ("epoch", "batch")), ("eval_split", ("train", "eval")),
+                             ("kmeans_backend", ("torch", "sklearn")), ("cli_ce", CE_MODES),
+                             ("pl_features", FEATURE_MODES), ("entropy_form", ("cc", "paper"))):
+            if getattr(m, key) not in allowed:
+                raise ValueError(f"method.{key} must be one of {allowed}, got {getattr(m, key)!r}")
         self.net = PICINet(m.num_clusters, m.instance_dim, m.head_hidden, img_size=cfg.data.image_size,
                            patch_size=m.patch_size, in_chans=cfg.data.in_chans, embed_dim=m.embed_dim, depth=m.depth,
                            num_heads=m.num_heads, decoder_embed_dim=m.decoder_embed_dim,
@@ -147,15 +149,13 @@ class PICI(Method):
         ctx.log({"cli/kmeans_nmi_views": float(nmi(labels[0].numpy(), labels[1].numpy())), "stage": stage.name},
                 kind="boost")
 
-    def _kmeans(self, x, k: int):
-        """k-means with M centroids on rank 0 (the pass's features are gathered there), labels broadcast."""
-        m = self.cfg.method
-        labels = None
-        if rank() == 0:
-            from sklearn.cluster import KMeans
-            labels = KMeans(k, n_init=m.kmeans_n_init, max_iter=m.kmeans_max_iter,
-                            random_state=self.cfg.seed).fit_predict(x)
-        return broadcast_object(labels)
+    def _kmeans(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        """Labels of all N rows (identical on every rank): dist_cluster.clustering.kmeans over the rows split
+        into contiguous shards, one per rank (backend "sklearn": gathered to rank 0, the reference path)."""
+        m, n, w, r = self.cfg.method, x.shape[0], world_size(), rank()
+        res = kmeans(x[n * r // w:n * (r + 1) // w], k, n_init=m.kmeans_n_init, max_iter=m.kmeans_max_iter,
+                     seed=self.cfg.seed, backend=m.kmeans_backend)
+        return all_gather_varlen(res.labels.cpu())
 
     def _two_view_pass(self, ctx) -> dict[str, torch.Tensor]:
         was_training = self.training

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Callable, Iterable
 
-import numpy as np
 import torch
 from sklearn.metrics import normalized_mutual_info_score
 
@@ -33,22 +32,23 @@ def two_view_pass(net, batches: Iterable[dict], mask_ratio: float, device, dtype
     return dict(zip(keys, gathered))
 
 
-def kmeans_features(z: torch.Tensor, mode: str = "l2", batch_size: int = 96) -> np.ndarray:
+def kmeans_features(z: torch.Tensor, mode: str = "l2", batch_size: int = 96) -> torch.Tensor:
     """l2: the L2-normalised z (SPEC P7-8); minmax: MinMax-scaled per chunk of `batch_size` rows in index
-    order, as the reference code scales each mini-batch of its fixed-order pass."""
+    order, as the reference code scales each mini-batch of its fixed-order pass. float64."""
     if mode not in FEATURE_MODES:
         raise ValueError(f"pl_features must be one of {FEATURE_MODES}, got {mode!r}")
-    x = torch.nn.functional.normalize(z.double(), dim=1).numpy()
+    x = torch.nn.functional.normalize(z.double(), dim=1)
     if mode == "minmax":
         from sklearn.preprocessing import minmax_scale
-        x = np.concatenate([minmax_scale(x[s:s + batch_size]) for s in range(0, len(x), batch_size)])
+        x = torch.cat([torch.from_numpy(minmax_scale(x[s:s + batch_size].numpy()))
+                       for s in range(0, len(x), batch_size)])
     return x
 
 
 def pseudo_labels(z_views: list[torch.Tensor], num_clusters: int, cluster_fn: Callable, mode: str = "l2",
                   batch_size: int = 96) -> torch.Tensor:
-    """(V, N) k-means labels, one row per view (Eq. 12-13), from `cluster_fn(features (N, d), k) -> labels`."""
-    return torch.stack([torch.as_tensor(np.asarray(cluster_fn(kmeans_features(z, mode, batch_size), num_clusters)),
+    """(V, N) k-means labels, one row per view (Eq. 12-13), from `cluster_fn(features (N, d), k) -> labels (N,)`."""
+    return torch.stack([torch.as_tensor(cluster_fn(kmeans_features(z, mode, batch_size), num_clusters),
                                         dtype=torch.long) for z in z_views])
 
 

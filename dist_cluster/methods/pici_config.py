@@ -38,6 +38,7 @@ class PICIConfig:
     pl_mask_ratio: float = 0.0             # mask of the pseudo-label pass (0.5 = reference)
     pl_features: str = "l2"                # l2: k-means on the L2-normalised z | minmax: per-batch MinMax (reference)
     pl_batch_size: int = 0                 # batch of the pseudo-label / matching passes (0 = data.eval_batch_size)
+    kmeans_backend: str = "torch"          # torch: distributed k-means | sklearn: on rank 0 (reference parity)
     kmeans_n_init: int = 100               # reference code
     kmeans_max_iter: int = 300
     match_scope: str = "epoch"             # epoch: global Hungarian at each boost epoch start | batch (reference)

@@ -102,8 +102,8 @@ def test_minmax_features_are_scaled_per_chunk_and_l2_features_are_unit_norm():
     z = torch.randn(10, 3) * 5
     x = kmeans_features(z, "minmax", batch_size=4)
     for s in (0, 4, 8):
-        assert abs(x[s:s + 4].min(0)).max() < 1e-12 and abs(x[s:s + 4].max(0) - 1).max() < 1e-12
-    assert torch.allclose(torch.as_tensor(kmeans_features(z, "l2")).norm(dim=1), torch.ones(10, dtype=torch.float64))
+        assert x[s:s + 4].amin(0).abs().max() < 1e-12 and (x[s:s + 4].amax(0) - 1).abs().max() < 1e-12
+    assert torch.allclose(kmeans_features(z, "l2").norm(dim=1), torch.ones(10, dtype=torch.float64))
     with pytest.raises(ValueError):
         kmeans_features(z, "zscore")
 
@@ -141,7 +141,10 @@ def _on_rank(rank, world, full, views, index):
     rows = slice(rank * 6, (rank + 1) * 6)
     shard = {"views": [v[rows] for v in full["views"]], "index": full["index"][rows]}
     steps = [_step(m, shard, i) for i in (0, 1, 2)]
-    labels = m._kmeans(torch.randn(40, 3).numpy() + rank, 4)          # inputs differ: rank 0's result wins
+    x = torch.randn(40, 3, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    labels = [m._kmeans(x, 4)]
+    m.cfg.method.kmeans_backend = "sklearn"
+    labels.append(m._kmeans(x, 4))
     return steps, labels, _pass(rank, world, views, index)
 
 
@@ -170,7 +173,13 @@ def test_two_ranks_equal_one_process_in_losses_and_parameter_gradients_in_every_
         for name, grad in want_grads.items():
             dp_mean = (g0[name] + g1[name]) / 2
             assert torch.allclose(dp_mean, grad, atol=1e-10, rtol=1e-9), (stage_index, name)
-    assert (results[0][1] == results[1][1]).all()           # k-means labels identical after the broadcast
+    # k-means over row shards (torch) and on rank 0 (sklearn): the same labels on every rank and as one process
+    x = torch.randn(40, 3, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    want = [ref._kmeans(x, 4)]
+    ref.cfg.method.kmeans_backend = "sklearn"
+    want.append(ref._kmeans(x, 4))
+    for backend in (0, 1):
+        assert torch.equal(results[0][1][backend], want[backend]) and torch.equal(results[1][1][backend], want[backend])
 
 
 def test_pseudo_label_pass_gathers_every_sample_in_index_order_on_every_rank(two_ranks):
