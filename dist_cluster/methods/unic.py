@@ -91,7 +91,7 @@ class UnicMethod(Method):
         if self.mined is not None:
             return
         m = self.cfg.method
-        self.mined = mine_or_load(ctx.run_dir, m, lambda: self.data().mining_features(ctx, self), resumed)
+        self.mined = mine_or_load(ctx.run_dir, self.cfg, lambda: self.data().mining_features(ctx, self), resumed)
         if m.mode == "gcd":
             self.labelled = self.data().labelled_sets(self.mined.labels, m, self.cfg.seed)
         ctx.log({f"mining/{k}": v for k, v in self.mined.log_record().items()}, kind="mining")

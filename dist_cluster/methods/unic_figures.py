@@ -33,25 +33,29 @@ def purity_figure(path: str, ks, before, after, kept_fraction: float, title: str
 
 
 def confusion_figure(path: str, y_true, y_pred, class_names=None, title: str = "") -> str:
-    """Rows: true class; columns: the cluster matched to that class (Hungarian), normalised per row."""
+    """Rows: true classes; columns: clusters, the one matched to each class (Hungarian) first, in class order,
+    then unmatched clusters; each row normalised."""
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    k = int(max(y_true.max(), y_pred.max())) + 1
-    mapping = hungarian_match(y_pred, y_true, k, k)
-    cm = contingency(mapping[y_pred], y_true, k, k).T.astype(np.float64)   # (true, matched prediction)
+    n_true = max(int(y_true.max()) + 1, len(class_names or []))
+    n_pred = int(y_pred.max()) + 1
+    mapping = hungarian_match(y_pred, y_true, n_pred, n_true)            # cluster → class (-1: unmatched)
+    by_class = {int(c): k for k, c in enumerate(mapping) if c >= 0}
+    cols = [by_class[c] for c in range(n_true) if c in by_class] + [k for k in range(n_pred) if mapping[k] < 0]
+    cm = contingency(y_pred, y_true, n_pred, n_true).T[:, cols].astype(np.float64)
     cm /= np.maximum(cm.sum(1, keepdims=True), 1)
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(0.45 * k + 2.5, 0.45 * k + 2))
-    im = ax.imshow(cm, vmin=0, vmax=1, cmap="Blues")
-    names = list(class_names) if class_names is not None else [str(i) for i in range(k)]
-    if k <= 30:
-        ax.set_xticks(range(k), names, rotation=90, fontsize=7)
-        ax.set_yticks(range(k), names, fontsize=7)
-        for i in range(k):
-            for j in range(k):
+    fig, ax = plt.subplots(figsize=(0.45 * len(cols) + 2.5, 0.45 * n_true + 2))
+    im = ax.imshow(cm, vmin=0, vmax=1, cmap="Blues", aspect="auto")
+    names = list(class_names) if class_names else [str(i) for i in range(n_true)]
+    if max(n_true, len(cols)) <= 30:
+        ax.set_xticks(range(len(cols)), [f"c{k}" for k in cols], rotation=90, fontsize=7)
+        ax.set_yticks(range(n_true), names[:n_true], fontsize=7)
+        for i in range(n_true):
+            for j in range(len(cols)):
                 if cm[i, j] >= 0.01:
                     ax.text(j, i, f"{cm[i, j]:.2f}", ha="center", va="center", fontsize=6,
                             color="white" if cm[i, j] > 0.5 else "black")
-    ax.set_xlabel("predicted cluster (matched to class)")
+    ax.set_xlabel("cluster (matched to the class of the same row first)")
     ax.set_ylabel("true class")
     acc = float((mapping[y_pred] == y_true).mean())
     ax.set_title(title or f"confusion after Hungarian matching (ACC {acc:.3f})", fontsize=9)

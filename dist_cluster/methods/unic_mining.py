@@ -24,8 +24,14 @@ SPACE_KEYS = ("input", "backbone", "pretrained_path", "img_size", "eval_transfor
 MAX_DRAWS = 10_000
 
 
-def mining_path(run_dir: str, m) -> str:
-    key = json.dumps({k: getattr(m, k) for k in SPACE_KEYS} | {"backbone_kwargs": m.backbone_kwargs}, sort_keys=True)
+DATA_KEYS = ("name", "source", "train", "train_samples", "image_size", "in_chans", "mean", "std", "crop_pct")
+
+
+def mining_path(run_dir: str, cfg) -> str:
+    """One file per mining space (data, backbone, transform, τ's); η is applied on load, so it is not part of it."""
+    m, d = cfg.method, cfg.data
+    key = json.dumps({k: getattr(m, k) for k in SPACE_KEYS} | {"backbone_kwargs": m.backbone_kwargs}
+                     | {f"data.{k}": getattr(d, k) for k in DATA_KEYS}, sort_keys=True, default=list)
     return os.path.join(run_dir, "mining", f"unic_{hashlib.sha1(key.encode()).hexdigest()[:12]}.pt")
 
 
@@ -107,10 +113,11 @@ class Mined:
         return rec
 
 
-def mine_or_load(run_dir: str, m, get_features, resumed: bool) -> Mined:
+def mine_or_load(run_dir: str, cfg, get_features, resumed: bool) -> Mined:
     """Collective. get_features() → this rank's (features, global index, labels) of the training split."""
     from dist_cluster import neighbors as nb
-    path = mining_path(run_dir, m)
+    m = cfg.method
+    path = mining_path(run_dir, cfg)
     labels_path = path[:-3] + "_labels.pt"
     if resumed and not os.path.exists(path):
         raise RuntimeError(f"{path} is missing and this run resumes mid-training: mining again would use the "
