@@ -27,7 +27,7 @@ from dist_cluster.distributed import (all_gather_with_grad, all_reduce_sum, all_
                                       world_size)
 
 TRACE_EPS = 1e-8        # added to tr Π_j, as the reference code does
-CHUNK_ELEMENTS = 1 << 24  # bound on the n×chunk×d intermediate of the per-cluster Grams
+CHUNK_ELEMENTS = 1 << 24  # bound on chunk·(n·d + d²), the per-cluster Grams and their intermediate
 
 
 def _loss_dtype(x: torch.Tensor) -> torch.dtype:
@@ -70,7 +70,7 @@ def _cluster_terms(z: torch.Tensor, pi: torch.Tensor, eps: float, eps_is_squared
     n, d = z.shape
     if pi.shape[1] == 0:
         return z.new_zeros(())
-    chunk = chunk or max(1, CHUNK_ELEMENTS // max(1, n * d))
+    chunk = chunk or max(1, CHUNK_ELEMENTS // (n * d + d * d))
     eye = torch.eye(d, dtype=z.dtype, device=z.device)
     total = z.new_zeros(())
     for cols in torch.split(torch.arange(pi.shape[1], device=pi.device), chunk):

@@ -1,0 +1,133 @@
+"""CgMCR²: graph-cut guided maximal coding rate reduction on frozen pre-features (SPEC CgMCR²).
+
+Pre-feature layer P (Linear+BN+ReLU, global-batch statistics) → feature head f → Z (unit rows) and cluster
+head g → Π (Gumbel-softmax). Stages: warm-up (−R + L_Ncut, constant lr, T₁ epochs) and fine-tune
+(−R + Rc + L_Ncut, cosine lr, T₂ epochs). Labels: argmax of g's logits ("CgMCR²") or spectral clustering
+of Z ("CgMCR²-SC", at the end, beside KMeans and SpectralClustering on the same pre-features).
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+from torch import nn
+
+from dist_cluster.distributed import world_size
+from dist_cluster.eval import cluster_metrics, gather_in_index_order
+from dist_cluster.methods.base import Method, Stage
+from dist_cluster.methods.cgmcr2_config import CgMCR2Config
+from dist_cluster.methods.cgmcr2_loss import CgMCR2Objective
+from dist_cluster.models.heads import ClusterHead, FeatureHead, memberships, pre_feature_layer
+
+__all__ = ["CgMCR2", "CgMCR2Config"]
+
+
+class CgMCR2(Method):
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg = cfg
+        m: CgMCR2Config = cfg.method
+        self.m = m
+        self._arrays = None
+        if m.global_batch > 0:
+            # the paper's batch n is global; ranks get equal shares (remainder dropped)
+            cfg.data.batch_size = max(1, m.global_batch // world_size())
+        if m.in_dim <= 0:
+            from dist_cluster.methods.cgmcr2_data import feature_dim
+            m.in_dim = feature_dim(cfg.data)
+        self.pre = pre_feature_layer(m.in_dim, m.hidden)
+        self.feature_head = FeatureHead(m.hidden, m.feature_dim, m.n_hidden)
+        self.cluster_head = ClusterHead(m.hidden, m.k, m.n_hidden)
+        self.objective = CgMCR2Objective(m)
+        self.last_eval: dict = {}      # rank 0: the latest evaluation's outputs (for the final table, figures)
+        self.fit_started: float | None = None
+
+    # ---- engine contract ----------------------------------------------------------------------------------
+    def stages(self) -> list[Stage]:
+        m = self.m
+        out = []
+        if m.warmup_epochs > 0:
+            out.append(Stage("warmup", m.warmup_epochs, loss_weights=dict(m.warmup_weights), sched="constant"))
+        if m.finetune_epochs > 0:
+            out.append(Stage("finetune", m.finetune_epochs, loss_weights=dict(m.finetune_weights)))
+        if not out:
+            raise ValueError("method.warmup_epochs and method.finetune_epochs are both 0")
+        return out
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        groups = {"pre": list(self.pre.parameters()), "feature_head": list(self.feature_head.parameters()),
+                  "cluster_head": list(self.cluster_head.parameters())}
+        if self.objective.threshold is not None:
+            groups["affinity"] = [self.objective.threshold]
+        return groups
+
+    def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(F, Z, logits) for pre-features x."""
+        h = self.pre(x)
+        f, z = self.feature_head(h)
+        return f, z, self.cluster_head(h)
+
+    def forward(self, batch: dict, stage: Stage) -> dict[str, torch.Tensor]:
+        f, z, logits = self.embed(batch["feature"])
+        pi = memberships(logits, self.m.activation, self.m.tau)
+        out = self.objective(z, pi, stage.loss_weights, f=f)
+        with torch.no_grad():   # how many clusters the batch's argmax uses (collapse shows here first)
+            out["clusters_used"] = (torch.bincount(logits.argmax(1), minlength=self.m.k) > 0).sum().float()
+        return out
+
+    def build_loaders(self, ctx):
+        from dist_cluster.data.sampling import TensorLoader
+        from dist_cluster.methods.cgmcr2_data import load_arrays
+        self.fit_started = time.time()
+        self._arrays = load_arrays(self.cfg.data)
+        x, y, idx = self._arrays["train"]
+        return TensorLoader(x, y, self.cfg.data.batch_size, self.cfg.seed, ctx.env.rank, ctx.env.world_size,
+                            drop_last=True, index=idx)
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, batch_size: int = 1024, device=None) -> dict[str, torch.Tensor]:
+        """Z, logits and labels of pre-features x (eval mode: BN running statistics, no Gumbel noise)."""
+        device = device or next(self.parameters()).device
+        dtype = next(self.parameters()).dtype
+        zs, ls = [], []
+        for chunk in torch.split(x, batch_size):
+            _, z, logits = self.embed(chunk.to(device=device, dtype=dtype))
+            zs.append(z.float().cpu())
+            ls.append(logits.float().cpu())
+        z, logits = (torch.cat(zs), torch.cat(ls)) if zs else (x.new_zeros(0, self.m.feature_dim),
+                                                               x.new_zeros(0, self.m.k))
+        if self.m.test_labels == "gumbel":
+            labels = memberships(logits, "gumbel", self.m.tau).argmax(1)
+        else:
+            labels = logits.argmax(1)
+        return {"z": z, "logits": logits, "labels": labels}
+
+    @torch.no_grad()
+    def evaluate(self, ctx) -> dict[str, float]:
+        """ACC / NMI (method.nmi_average) / ARI of argmax labels over the whole evaluation split."""
+        if self._arrays is None:
+            from dist_cluster.methods.cgmcr2_data import load_arrays
+            self._arrays = load_arrays(self.cfg.data)
+        x, y, idx = self._arrays["eval"]
+        mine = torch.tensor_split(torch.arange(len(x)), world_size())[ctx.env.rank]
+        out = self.predict(x[mine], self.m.eval_batch_size, ctx.device)
+        idx_all, z, logits, labels, y_all = gather_in_index_order(idx[mine], out["z"], out["logits"],
+                                                                  out["labels"], y[mine])
+        res = cluster_metrics(y_all.numpy(), labels.numpy(), nmi_average=self.m.nmi_average)
+        res["clusters_used"] = int(labels.unique().numel())
+        if self.m.sc_every_eval and ctx.env.is_main:
+            from dist_cluster.methods.cgmcr2_sc import spectral_on_embeddings
+            sc = spectral_on_embeddings(z, self.m.k, self.m.sc_s, seed=1)
+            res |= {f"sc_{k}": v for k, v in cluster_metrics(y_all.numpy(), sc, self.m.nmi_average).items()}
+        if ctx.env.is_main:
+            order = torch.argsort(idx)       # pre-features in the same global-index order as the outputs
+            self.last_eval = {"index": idx_all, "z": z, "logits": logits, "labels": labels, "y": y_all,
+                              "x": x[order], "metrics": dict(res)}
+        return {k: float(v) for k, v in res.items()}
+
+    def write_figures(self, ctx) -> list[str]:
+        """Rank 0: the final table (CgMCR², CgMCR²-SC, KMeans, SpectralClustering) and the figures."""
+        if not ctx.env.is_main or not self.last_eval:
+            return []
+        from dist_cluster.methods.cgmcr2_report import final_report
+        return final_report(self, ctx)
