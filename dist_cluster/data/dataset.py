@@ -107,6 +107,16 @@ def collate(samples: list[dict]) -> dict:
     return batch
 
 
+def _load_npy(data: bytes, seen: dict) -> np.ndarray:
+    """np.load, skipping the header parse when it repeats the previous sample's (same dtype and shape)."""
+    if "header" in seen and data[:len(seen["header"])] == seen["header"]:
+        return np.frombuffer(data, seen["dtype"], offset=len(seen["header"])).reshape(seen["shape"])
+    arr = np.load(io.BytesIO(data), allow_pickle=False)
+    if arr.flags.c_contiguous and len(data) > arr.nbytes:
+        seen.update(header=data[:len(data) - arr.nbytes], dtype=arr.dtype, shape=arr.shape)
+    return arr
+
+
 def load_feature_arrays(manifest: str | Manifest, limit: int = 0) -> tuple[torch.Tensor, torch.Tensor,
                                                                          torch.Tensor]:
     """A feature split in memory: (features float32 N×D, labels long N, index long N) in manifest order.
@@ -121,17 +131,18 @@ def load_feature_arrays(manifest: str | Manifest, limit: int = 0) -> tuple[torch
         base = m.offsets[k]
         if base >= n:
             break
-        idx = ShardIndex(url)
+        idx, npy = ShardIndex(url), {}
         with open(url, "rb") as f:
-            for j in range(min(int(m.shards[k]["samples"]), n - base)):
-                try:
-                    raw = idx.read(j, f)
-                    feats.append(np.load(io.BytesIO(raw["npy"]), allow_pickle=False))
-                except (CorruptSample, KeyError, ValueError, OSError) as e:
-                    log.warning("skipping corrupt feature sample %d of %s: %r", j, url, e)
-                    continue
-                labels.append(int(raw.get("cls", b"-1")))
-                index.append(base + j)
+            data = io.BytesIO(f.read())  # one read per shard; members are then sliced in memory
+        for j in range(min(int(m.shards[k]["samples"]), n - base)):
+            try:
+                raw = idx.read(j, data)
+                feats.append(_load_npy(raw["npy"], npy))
+            except (CorruptSample, KeyError, ValueError, OSError) as e:
+                log.warning("skipping corrupt feature sample %d of %s: %r", j, url, e)
+                continue
+            labels.append(int(raw.get("cls", b"-1")))
+            index.append(base + j)
     if not feats:
         raise ValueError(f"{m.path}: no readable feature samples")
     return (torch.from_numpy(np.stack(feats).astype(np.float32)), torch.tensor(labels, dtype=torch.long),

@@ -15,10 +15,39 @@ import numpy as np
 from webdataset.tariterators import base_plus_ext
 
 log = logging.getLogger("dist_cluster.data")
+_HEADER = 512
+_ZERO_BLOCK = bytes(_HEADER)
 
 
 class CorruptSample(Exception):
     """A sample that cannot be read or decoded."""
+
+
+def _ustar_members(path: str, file_size: int) -> list[tuple[str, int, int]] | None:
+    """(name, data offset, size) of a plain ustar archive's regular files, reading headers only.
+
+    Python's tarfile spends ~0.1 ms a header (checksums, every field decoded); this reads the two fields an
+    index needs. Anything unusual (pax or GNU headers, links, a bad size field, a cut header) returns None
+    and the caller falls back to tarfile, which handles all of it.
+    """
+    out, offset = [], 0
+    with open(path, "rb") as f:
+        while offset + _HEADER <= file_size:
+            f.seek(offset)
+            h = f.read(_HEADER)
+            if h == _ZERO_BLOCK:
+                return out
+            if len(h) < _HEADER or h[257:262] != b"ustar" or h[156:157] not in (b"0", b"\0", b"5"):
+                return None
+            try:
+                size = int(h[124:136].strip(b"\0 ") or b"0", 8)
+            except ValueError:
+                return None
+            if h[156:157] != b"5":
+                name, prefix = h[:100].rstrip(b"\0"), h[345:500].rstrip(b"\0")
+                out.append(((prefix + b"/" + name if prefix else name).decode(), offset + _HEADER, size))
+            offset += _HEADER + -(-size // _HEADER) * _HEADER
+    return None  # no end-of-archive blocks: truncated
 
 
 class ShardIndex:
@@ -35,19 +64,16 @@ class ShardIndex:
         offsets, sizes, codes, starts, keys = [], [], [], [], []
         vocab: dict[str, int] = {}
         try:
-            with tarfile.open(path, "r:") as tf:
-                for m in tf:
-                    if not m.isreg():
-                        continue
-                    key, ext = base_plus_ext(m.name)
-                    if key is None:
-                        continue
-                    if not keys or keys[-1] != key:
-                        keys.append(key)
-                        starts.append(len(offsets))
-                    offsets.append(m.offset_data)
-                    sizes.append(m.size)
-                    codes.append(vocab.setdefault(ext.lower(), len(vocab)))
+            for name, offset, size in _ustar_members(path, file_size) or self._tarfile_members(path):
+                key, ext = base_plus_ext(name)
+                if key is None:
+                    continue
+                if not keys or keys[-1] != key:
+                    keys.append(key)
+                    starts.append(len(offsets))
+                offsets.append(offset)
+                sizes.append(size)
+                codes.append(vocab.setdefault(ext.lower(), len(vocab)))
         except (tarfile.TarError, EOFError, OSError) as e:
             self.damaged = f"{type(e).__name__}: {e}"
             log.warning("shard %s is damaged after %d samples (%s); the rest is skipped", path, len(keys),
@@ -57,9 +83,16 @@ class ShardIndex:
         self.codes = np.asarray(codes, dtype=np.int16)
         self.vocab = list(vocab)
         self.starts = np.asarray(starts + [len(offsets)], dtype=np.int64)
-        self.keys = np.asarray(keys, dtype=np.bytes_)
+        self.keys = np.asarray([k.encode() for k in keys], dtype=np.bytes_)
         if len(offsets) and int((self.offsets + self.sizes).max()) > file_size and not self.damaged:
             self.damaged = "data past end of file"
+
+    @staticmethod
+    def _tarfile_members(path: str):
+        with tarfile.open(path, "r:") as tf:
+            for m in tf:
+                if m.isreg():
+                    yield m.name, m.offset_data, m.size
 
     @property
     def exts(self) -> list[str]:

@@ -140,3 +140,25 @@ def test_fmnist_idx_source():
     src = fmnist_source("test")
     assert len(src) == 10_000 and src.images.shape == (10_000, 28, 28)
     assert sorted(set(src.labels.tolist())) == list(range(10)) and len(src.class_names) == 10
+
+
+def test_header_scan_matches_tarfile_and_falls_back(tmp_path):
+    import io
+    import tarfile
+
+    from dist_cluster.data.tarindex import ShardIndex, _ustar_members
+    path = str(tmp_path / "x.tar")
+    long_key = "deep/" * 25 + "k"  # > 100 characters: stored with the ustar prefix field
+    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tf:
+        for name, data in ((f"{long_key}.png", b"abc"), (f"{long_key}.cls", b"1"), ("b.cls", b"22")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    expected = list(ShardIndex._tarfile_members(path))
+    assert _ustar_members(path, os.path.getsize(path)) == expected and expected[0][0] == f"{long_key}.png"
+    with tarfile.open(str(tmp_path / "pax.tar"), "w", format=tarfile.PAX_FORMAT) as tf:
+        info = tarfile.TarInfo("é" * 120 + ".cls")
+        info.size = 1
+        tf.addfile(info, io.BytesIO(b"3"))
+    assert _ustar_members(str(tmp_path / "pax.tar"), os.path.getsize(tmp_path / "pax.tar")) is None
+    assert len(ShardIndex(str(tmp_path / "pax.tar"))) == 1  # read through tarfile instead
