@@ -7,8 +7,14 @@ averaged locally need no gather: the data-parallel mean of equal-size local mean
 """
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.distributed as dist
+
+
+# The autograd-aware collectives still work; their replacement (_functional_collectives) is a private API.
+warnings.filterwarnings("ignore", message="torch.distributed.nn.functional", category=FutureWarning)
 
 
 def is_dist() -> bool:
