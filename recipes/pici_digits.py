@@ -13,7 +13,7 @@ def config() -> ExperimentConfig:
     cfg = ExperimentConfig(name="pici_digits", method=m, seed=42)
     d = cfg.data
     d.name, d.image_size, d.in_chans = "digits", 16, 3
-    d.batch_size, d.eval_batch_size = 96, 512
+    d.batch_size, d.eval_batch_size, d.num_workers = 96, 512, 1
     cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay = "adam", 1e-3, 0.0
     cfg.sched.name = "constant"
     cfg.engine.eval_every = 5

@@ -17,6 +17,7 @@ def config() -> ExperimentConfig:
     d = cfg.data
     d.name, d.image_size, d.in_chans = "fmnist", 28, 3
     d.train_samples, d.batch_size, d.eval_batch_size = 10_000, 96, 500
+    d.num_workers = 1                  # decoding and augmentation overlap the step (2 cores)
     cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay = "adam", 1e-3, 0.0
     cfg.sched.name = "constant"
     cfg.engine.eval_every = 1
