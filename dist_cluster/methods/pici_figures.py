@@ -64,7 +64,8 @@ def reconstructions(method, ctx, path: str) -> str | None:
             ax.set_xticks([]), ax.set_yticks([])
             if c == 0:
                 ax.set_ylabel(title, fontsize=7)
-    fig.suptitle(f"MAE reconstructions, mask ratio {m.mask_ratio} (epoch {ctx.epoch})", fontsize=9)
+    note = "; norm-pix predictions shown with each input patch's mean/std" if mae.norm_pix_loss else ""
+    fig.suptitle(f"MAE reconstructions, mask ratio {m.mask_ratio} (epoch {ctx.epoch}){note}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
