@@ -94,7 +94,13 @@ def main() -> None:
     p.add_argument("--procs", type=int, nargs="+", default=[1, 2])
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
-    rows = []
+    fmt = "{:<18} {:>10} {:>4} {:<9} {:<13} {:>13} {:>7} {:>6} {:>14} {:>10} {:>6}"
+    print(fmt.format("data", "N×d", "k", "init", "method", "procs×threads", "time s", "iters", "inertia",
+                     "Δ rel", "ARI"), flush=True)
+
+    def row(*r):
+        print(fmt.format(*r[:6], f"{r[6]:.2f}", r[7], f"{r[8]:.6g}", f"{r[9]:+.1e}", f"{r[10]:.4f}"), flush=True)
+
     warm = np.random.default_rng(0).standard_normal((500, 8))       # first calls pay one-off set-up costs
     with threadpool_limits(args.threads):
         KMeans(4, n_init=1).fit(warm)
@@ -107,17 +113,12 @@ def main() -> None:
                 ref = KMeans(k, init=init if init_arg is not None else "k-means++", n_init=1,
                              random_state=args.seed).fit(x)
                 t_ref = time.perf_counter() - t
-            rows.append((name, f"{len(x)}×{x.shape[1]}", k, label, "scikit-learn", f"1×{args.threads}", t_ref,
-                         ref.n_iter_, ref.inertia_, 0.0, 1.0))
+            shape = f"{len(x)}×{x.shape[1]}"
+            row(name, shape, k, label, "scikit-learn", f"1×{args.threads}", t_ref, ref.n_iter_, ref.inertia_, 0.0, 1.0)
             for world in args.procs:
                 secs, inertia, n_iter, labels = ours(x, k, init_arg, args.seed, world, max(1, args.threads // world))
-                rows.append((name, f"{len(x)}×{x.shape[1]}", k, label, "dist_cluster", f"{world}×{args.threads // world}",
-                             secs, n_iter, inertia, inertia / ref.inertia_ - 1, adjusted_rand_score(ref.labels_, labels)))
-    fmt = "{:<18} {:>10} {:>4} {:<9} {:<13} {:>13} {:>7} {:>6} {:>14} {:>10} {:>6}"
-    print(fmt.format("data", "N×d", "k", "init", "method", "procs×threads", "time s", "iters", "inertia",
-                     "Δ rel", "ARI"))
-    for r in rows:
-        print(fmt.format(*r[:6], f"{r[6]:.2f}", r[7], f"{r[8]:.6g}", f"{r[9]:+.1e}", f"{r[10]:.4f}"))
+                row(name, shape, k, label, "dist_cluster", f"{world}×{args.threads // world}", secs, n_iter, inertia,
+                    inertia / ref.inertia_ - 1, adjusted_rand_score(ref.labels_, labels))
 
 
 if __name__ == "__main__":
