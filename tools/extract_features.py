@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from contextlib import nullcontext
 import sys
 import time
 
@@ -30,7 +31,7 @@ def main(argv=None) -> None:
     p.add_argument("--backbone", default="efficientnet_lite0")
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--samples-per-shard", type=int, default=10_000)
+    p.add_argument("--samples-per-shard", type=int, default=2500)
     p.add_argument("--limit", type=int, default=0, help="only the first N images")
     p.add_argument("--workers", type=int, default=2, help="decoding worker processes")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
@@ -39,7 +40,6 @@ def main(argv=None) -> None:
     import torch
     import torch.distributed as dist
 
-    from dist_cluster.data.features import extract_features
     from dist_cluster.distributed import resolve
     env = resolve()
     if args.threads:
@@ -56,16 +56,25 @@ def main(argv=None) -> None:
         jobs = prepare(DataConfig(name=args.data, root=args.root))
         if jobs["eval"] == jobs["train"]:
             jobs = {"train": jobs["train"]}
+    from dist_cluster.data.prepare import file_lock
+    # prepare() takes the same lock before writing this folder: a run here and a prepare() never interleave.
+    lock = file_lock(args.out.rstrip("/") + ".lock") if env.rank == 0 else nullcontext()
     t0 = time.time()
+    with lock:
+        run(jobs, args, env, device, t0)
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def run(jobs: dict, args, env, device: str, t0: float) -> None:
+    from dist_cluster.data.features import extract_features
     for split, manifest in jobs.items():
         path = extract_features(manifest, args.out, split, backbone=args.backbone, image_size=args.image_size,
                                 batch_size=args.batch_size, samples_per_shard=args.samples_per_shard,
                                 limit=args.limit, num_workers=args.workers, device=device)
         if env.rank == 0:
             print(f"{split}: {path} ({time.time() - t0:.1f} s)")
-    if dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

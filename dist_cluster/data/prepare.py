@@ -80,7 +80,7 @@ def _fmnist_features(cfg, out: str) -> None:
     images = prepare(replace(cfg, name="fmnist", train="", eval=""))
     for split in ("train", "eval"):
         extract_features(images[split], out, split, backbone=cfg.backbone or "efficientnet_lite0",
-                         image_size=cfg.image_size or 224, samples_per_shard=_spp(cfg, 10_000), batch_size=128,
+                         image_size=cfg.image_size or 224, samples_per_shard=_spp(cfg, 2500), batch_size=64,
                          num_workers=cfg.num_workers)
 
 
