@@ -21,7 +21,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from dist_cluster.data.dataset import RandomAccessDataset, collate
+from dist_cluster.data.dataset import RandomAccessDataset
+from dist_cluster.data.loaders import _dataloader
 from dist_cluster.data.manifest import Manifest, sha256_file
 from dist_cluster.data.transforms import make_transform
 from dist_cluster.data.writer import plan_shards, write_tar
@@ -128,7 +129,6 @@ def extract_features(image_manifest: str, out_dir: str, split: str, *, backbone:
             if _done_entry(os.path.join(out_dir, f"{split}-{k:06d}.tar"), jobs[k]) is None]
     chunks = [(k, list(range(s, min(s + batch_size, ranges[k][1]))))
               for k in mine for s in range(ranges[k][0], ranges[k][1], batch_size)]
-    from dist_cluster.data.loaders import _dataloader
     loader = _dataloader(ds, [[(0, i) for i in rows] for _, rows in chunks], num_workers, persistent=False)
     bar = tqdm(total=sum(len(r) for _, r in chunks), unit="img", desc=f"{split} features",
                disable=not (progress and rank == 0))
