@@ -103,7 +103,9 @@ class UnicMethod(Method):
         from dist_cluster.methods.unic_eval import gcd_accuracy_v1, kmeans_metrics
         m = self.cfg.method
         idx, emb, y = self.data().eval_embeddings(ctx, self)
-        pred = self.head(emb).argmax(1)
+        dtype = next(self.head.parameters()).dtype
+        pred = torch.cat([self.head(e.to(ctx.device, dtype)).argmax(1).cpu() for e in emb.split(4096)]) \
+            if len(emb) else torch.zeros(0, dtype=torch.long)
         if m.mode == "gcd":        # transductive: D_e = D_U, the unlabelled training images
             keep = ~torch.from_numpy(self.labelled.mask[idx.numpy()])
             idx, emb, y, pred = idx[keep], emb[keep], y[keep], pred[keep]
