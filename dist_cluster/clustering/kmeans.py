@@ -1,11 +1,12 @@
 """k-means over row-sharded data: every rank holds some rows; centroids end up identical on all ranks.
 
-Lloyd iterations as scikit-learn runs them: assign, all_reduce per-cluster sums (float64) and counts,
-relocate empty clusters to the points farthest from their centres (globally, ties by the smaller global
-index), stop when no label changes or the centre shift Σ‖Δc‖² ≤ tol · mean per-feature variance, then
-assign once more so labels match the returned centres. Distances are computed `chunk` rows at a time
-(memory chunk × k). `backend="sklearn"` gathers the rows to rank 0, runs scikit-learn's KMeans there and
-broadcasts centres and labels (reference parity, e.g. for PICI).
+Lloyd iterations as scikit-learn runs them, on the data centred on their mean: assign and sum each
+cluster's rows in one pass (per chunk in the data's dtype, accumulated in float64), all_reduce sums and
+counts in one collective, relocate empty clusters to the points farthest from their centres (globally, ties
+by the smaller global index), stop when no label changes or the centre shift Σ‖Δc‖² ≤ tol · mean
+per-feature variance, then assign once more so labels match the returned centres. Distances are computed
+`chunk` rows at a time (memory chunk × k). `backend="sklearn"` gathers the rows to rank 0, runs
+scikit-learn's KMeans there and broadcasts centres and labels (reference parity, e.g. for PICI).
 """
 from __future__ import annotations
 
@@ -25,11 +26,12 @@ class KMeansResult:
     n_iter: int
 
 
-def assign(x: torch.Tensor, centroids: torch.Tensor, chunk: int = 8192,
-           shift: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def assign(x: torch.Tensor, centroids: torch.Tensor, chunk: int = 8192, shift: torch.Tensor | None = None,
+           sums: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Nearest centroid (ties: smaller id) and its squared distance (float64) for every row.
 
     shift: subtracted from every row first (the centroids must be given in the shifted coordinates).
+    sums: if given, a (k, d) float64 tensor to which each cluster's (shifted) rows are added, in the same pass.
     """
     labels = torch.empty(x.shape[0], dtype=torch.long, device=x.device)
     d2 = torch.empty(x.shape[0], dtype=torch.float64, device=x.device)
@@ -39,6 +41,8 @@ def assign(x: torch.Tensor, centroids: torch.Tensor, chunk: int = 8192,
         m, i = (c_sq - 2 * xb @ centroids.T).min(1)     # ‖x‖² left out of the argmin, as scikit-learn does
         labels[a:a + chunk] = i
         d2[a:a + chunk] = (m.double() + (xb * xb).sum(1).double()).clamp_min(0)
+        if sums is not None:     # a chunk's sums in the data's dtype, accumulated in float64
+            sums += xb.new_zeros(sums.shape).index_add_(0, i, xb).double()
     return labels, d2
 
 
@@ -46,15 +50,15 @@ def kmeans_predict(x: torch.Tensor, centroids: torch.Tensor, chunk: int = 8192) 
     return assign(x, centroids.to(x), chunk)[0]
 
 
-def _cluster_sums(x, labels, labels_old, mu, k, chunk):
-    """Global per-cluster sums of the centred rows (float64), counts, and how many labels changed."""
+def _assign_and_reduce(x, c, labels_old, mu, chunk):
+    """Labels, distances, and the global per-cluster sums (float64), counts and number of changed labels."""
+    k = c.shape[0]
     sums = torch.zeros((k, x.shape[1]), dtype=torch.float64, device=x.device)
-    for a in range(0, x.shape[0], chunk):
-        sums.index_add_(0, labels[a:a + chunk], (x[a:a + chunk] - mu).double())
+    labels, d2 = assign(x, c, chunk, mu, sums)
     counts = torch.bincount(labels, minlength=k).double()
     changed = (labels != labels_old).sum().double().reshape(1)
     packed = all_reduce_sum(torch.cat([sums.flatten(), counts, changed]))     # one collective per iteration
-    return packed[:sums.numel()].view_as(sums), packed[sums.numel():-1], int(packed[-1])
+    return labels, d2, packed[:sums.numel()].view_as(sums), packed[sums.numel():-1], int(packed[-1])
 
 
 def _relocate_empty(x, d2, labels, sums, counts, offsets, mu):
@@ -78,8 +82,7 @@ def _lloyd(x, centroids, max_iter, tol, chunk, offsets, mu):
     labels_old = torch.full((x.shape[0],), -1, dtype=torch.long, device=x.device)
     k, strict = c.shape[0], False
     for it in range(1, max_iter + 1):
-        labels, d2 = assign(x, c, chunk, mu)
-        sums, counts, changed = _cluster_sums(x, labels, labels_old, mu, k, chunk)
+        labels, d2, sums, counts, changed = _assign_and_reduce(x, c, labels_old, mu, chunk)
         if (counts == 0).any():
             _relocate_empty(x, d2, labels, sums, counts, offsets, mu)
         new = torch.where(counts[:, None] > 0, sums / counts.clamp_min(1)[:, None], c.double()).to(x)
