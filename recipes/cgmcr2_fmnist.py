@@ -2,7 +2,7 @@
 train on the 60,000 training images, report on the 10,000 test images. Table A.3's F-MNIST row (lr 1e-3,
 wd 1e-3, d 128, T₁ 20, T₂ 30, global batch 2048, γ 50, ε 0.2, s 20) with hidden width 1024 (Fig. 5).
 
-    python recipes/cgmcr2_fmnist.py          # extracts the features on first use (data/fmnist_effnet)
+    python recipes/cgmcr2_fmnist.py          # extracts the features on first use (data/fmnist_effnet_112)
     torchrun --nproc_per_node 2 recipes/cgmcr2_fmnist.py
 """
 from dist_cluster.config import ExperimentConfig
@@ -12,7 +12,7 @@ from dist_cluster.methods.cgmcr2_config import paper_settings
 
 def config() -> ExperimentConfig:
     cfg = paper_settings("fmnist", in_dim=1280, hidden=1024)
-    cfg.data = cfg.data.__class__(name="fmnist_effnet", backbone="efficientnet_lite0", image_size=224,
+    cfg.data = cfg.data.__class__(name="fmnist_effnet", backbone="efficientnet_lite0", image_size=112,
                                   batch_size=cfg.data.batch_size, eval_batch_size=2048)
     cfg.engine.log_every = 10
     return cfg

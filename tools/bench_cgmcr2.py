@@ -9,7 +9,7 @@ Quality: each seed trains recipes/cgmcr2_fmnist.py (one process, the recipe's co
 run's results table: CgMCR² (argmax), CgMCR²-SC, KMeans and SpectralClustering, all on the 10,000 test
 images' features in the same run; mean ± std over seeds. Speed: ms per training iteration (forward,
 backward and Adam step of the whole model and loss) at batch 512, and total fit time against KMeans.
-The features come from the data layer (data/fmnist_effnet, extracted on first use).
+The features come from the data layer (data/fmnist_effnet_112, extracted on first use).
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 classical baselines and the plain neighbour-consistency loss, GCD All/Old/New, and mining time.
 
     python tools/bench_unic.py                                   # features of the 10k test images (112 px)
-    python tools/bench_unic.py --train data/fmnist_effnet/train.json --eval data/fmnist_effnet/eval.json
+    python tools/bench_unic.py --train data/fmnist_effnet_112/train.json --eval data/fmnist_effnet_112/eval.json
 
 Every run uses the method exactly as recipes/unic_fmnist.py builds it (head on frozen features), trained by a
 plain Adam + cosine loop in this process (the engine is benchmarked elsewhere). Baselines run on the same
@@ -29,7 +29,7 @@ from dist_cluster.methods.base import total_loss  # noqa: E402
 from dist_cluster.methods.unic import UnicMethod  # noqa: E402
 from dist_cluster.methods.unic_recipes import fmnist_config  # noqa: E402
 
-DEFAULT = "data/unic_bench/fmnist_effnet112/eval.json"
+DEFAULT = "data/fmnist_effnet_112/eval.json"
 
 
 class _Quiet:

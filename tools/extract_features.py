@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Frozen-backbone features of image shards → feature shards (feature, label, index) in global-index order.
 
-  python tools/extract_features.py --data fmnist --out data/fmnist_effnet            # both splits
+  python tools/extract_features.py --data fmnist --out data/fmnist_effnet_112 --image-size 112   # both splits
   torchrun --nproc_per_node 2 tools/extract_features.py --images data/x/train.json --out data/x_feat \\
       --split train --backbone timm:resnet50@/weights/resnet50.safetensors --image-size 224
 

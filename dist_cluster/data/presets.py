@@ -22,7 +22,9 @@ def fmnist() -> DataConfig:
 
 @register_preset(DataConfig, "fmnist_effnet")
 def fmnist_effnet() -> DataConfig:
-    return DataConfig(name="fmnist_effnet", backbone="efficientnet_lite0", image_size=224, batch_size=256,
+    # 28-px images upsampled 4×: a quarter of the 224-px cost (~20 min for 70k images on 2 CPU cores);
+    # data.image_size=224 for the backbone's native resolution where a GPU makes that cheap
+    return DataConfig(name="fmnist_effnet", backbone="efficientnet_lite0", image_size=112, batch_size=256,
                       eval_batch_size=1024)
 
 

@@ -47,7 +47,7 @@ def fmnist_config(mode: str = "cluster") -> ExperimentConfig:
                         lambda_pos=1.0, lambda_neg=1.0, lambda_ent=3.0, old_classes=(0, 1, 2, 3, 4),
                         labelled_fraction=0.5)
     cfg = ExperimentConfig(name="unic_fmnist" if mode == "cluster" else "unic_gcd_fmnist", method=method, seed=0)
-    cfg.data = DataConfig(name="fmnist_effnet", backbone="efficientnet_lite0", image_size=224, batch_size=128,
+    cfg.data = DataConfig(name="fmnist_effnet", backbone="efficientnet_lite0", image_size=112, batch_size=128,
                           eval_batch_size=1024)
     cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay = "adam", 1e-3, 0.0
     cfg.sched.name, cfg.sched.min_lr = "cosine", 0.0

@@ -13,7 +13,7 @@ from dist_cluster.data.config import DataConfig
 def test_presets_swap_the_data_section():
     cfg = apply_overrides(ExperimentConfig(), ["data=fmnist_effnet", "data.batch_size=64"])
     assert (cfg.data.name, cfg.data.backbone, cfg.data.image_size, cfg.data.batch_size) == (
-        "fmnist_effnet", "efficientnet_lite0", 224, 64)
+        "fmnist_effnet", "efficientnet_lite0", 112, 64)
     for name in ("digits", "digits_pixels", "fmnist", "imagenet"):
         assert apply_overrides(ExperimentConfig(), [f"data={name}"]).data.name == name
     with pytest.raises(ConfigError, match="fmnist"):
