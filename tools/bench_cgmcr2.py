@@ -4,6 +4,7 @@
   python tools/bench_cgmcr2.py                        # 10k-train subset, T₁=5, T₂=10 (SPEC §7's CI variant)
   python tools/bench_cgmcr2.py --full                 # all 60k training images, Table A.3's T₁=20, T₂=30
   python tools/bench_cgmcr2.py --seeds 0 1 2 -- method.eps=0.5   # recipe overrides after --
+  python tools/bench_cgmcr2.py --timing-only                         # the ms per iteration alone
 
 Quality: each seed trains recipes/cgmcr2_fmnist.py (one process, the recipe's code path) and reads the
 run's results table: CgMCR² (argmax), CgMCR²-SC, KMeans and SpectralClustering, all on the 10,000 test
@@ -81,9 +82,17 @@ def main(argv=None) -> None:
     p.add_argument("--full", action="store_true", help="60k training images and the paper's T₁=20, T₂=30")
     p.add_argument("--out", default=os.path.join(ROOT, "runs", "bench_cgmcr2"))
     p.add_argument("--threads", type=int, default=0, help="torch threads for the timing (0 = default)")
+    p.add_argument("--timing-only", action="store_true", help="only the ms per iteration at batch 512")
     args = p.parse_args(argv)
     overrides = ([] if args.full else ["data.train_samples=10000", "method.warmup_epochs=5",
                                        "method.finetune_epochs=10"]) + extra
+    if args.timing_only:
+        if args.threads:
+            import torch
+            torch.set_num_threads(args.threads)
+        print(f"training iteration at batch 512 (forward + backward + Adam, one process): "
+              f"{ms_per_iteration(overrides):.1f} ms")
+        return
     rows = {}
     for seed in args.seeds:
         rows[seed] = train_one(seed, os.path.join(args.out, f"seed{seed}"), overrides)
