@@ -15,7 +15,8 @@ def local_slurm():
     res = subprocess.run(["bash", os.path.join(ROOT, "tools", "slurm_local", "start.sh")], capture_output=True,
                          text=True, timeout=180)
     if res.returncode == 3 and os.geteuid() != 0:
-        pytest.skip("the local Slurm needs root to start: " + res.stderr.strip().splitlines()[-1])
+        pytest.fail("the local Slurm needs root to start (run the tests as root, as `make test` does): "
+                    + res.stderr.strip().splitlines()[-1])
     assert res.returncode == 0, f"tools/slurm_local/start.sh failed:\n{res.stdout}\n{res.stderr}"
     m = re.search(r"^export SLURM_CONF=(\S+) PATH=(\S+):\$PATH$", res.stdout, re.M)
     assert m, res.stdout
