@@ -86,19 +86,16 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     overrides = ([] if args.full else ["data.train_samples=10000", "method.warmup_epochs=5",
                                        "method.finetune_epochs=10"]) + extra
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)     # the in-process timing only; training runs in subprocesses
     if args.timing_only:
-        if args.threads:
-            import torch
-            torch.set_num_threads(args.threads)
         print(f"training iteration at batch 512 (forward + backward + Adam, one process): "
               f"{ms_per_iteration(overrides):.1f} ms")
         return
     rows = {}
     for seed in args.seeds:
         rows[seed] = train_one(seed, os.path.join(args.out, f"seed{seed}"), overrides)
-    if args.threads:
-        import torch
-        torch.set_num_threads(args.threads)
     ms = ms_per_iteration(overrides)
     print(f"\nCgMCR² on Fashion-MNIST EfficientNet-Lite0 features (1280-d), {'full' if args.full else 'CI'} "
           f"setting {' '.join(overrides)}; scores on the 10,000 test images, mean ± std over seeds "

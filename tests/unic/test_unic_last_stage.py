@@ -2,7 +2,6 @@
 (600 training images at 48 px for one epoch, so that it fits a CPU test; SPEC asks for 5k for 1-2 epochs):
 gradients reach only those parameters, the loss decreases, and k-means on the re-extracted features does not
 get worse by more than 0.02 (the analogue of the paper's Fig. 7)."""
-import os
 
 import numpy as np
 import pytest
@@ -13,7 +12,7 @@ from unic_helpers import ListLogger
 from dist_cluster.config import ExperimentConfig
 from dist_cluster.data import DataConfig
 from dist_cluster.data.features import LITE_MEAN, LITE_STD
-from dist_cluster.data.sources import FMNIST_DIR, ArraySource, fmnist_source
+from dist_cluster.data.sources import ArraySource, fmnist_source
 from dist_cluster.data.writer import write_shards
 from dist_cluster.distributed import DistEnv
 from dist_cluster.engine.context import RunContext
@@ -22,7 +21,6 @@ from dist_cluster.methods.unic import UnicMethod
 from dist_cluster.methods.unic_config import UnicConfig
 
 torch.set_num_threads(1)   # faster than 2 on a shared 2-core machine
-pytestmark = pytest.mark.skipif(not os.path.isdir(FMNIST_DIR), reason="Debian dataset-fashion-mnist not installed")
 
 
 def _subset(split, n, out):
