@@ -63,6 +63,8 @@ class CgMCR2(Method):
 
     def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(F, Z, logits) for pre-features x."""
+        if self.m.normalize_input:
+            x = nn.functional.normalize(x, dim=1)
         h = self.pre(x)
         f, z = self.feature_head(h)
         return f, z, self.cluster_head(h)

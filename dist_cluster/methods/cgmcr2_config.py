@@ -16,6 +16,7 @@ class CgMCR2Config:
 
     # model (Table A.2)
     in_dim: int = 0                    # pre-feature width D (0 = taken from the data)
+    normalize_input: bool = False      # L2-normalise each pre-feature before P (the paper feeds CLIP's raw output)
     hidden: int = 4096                 # width of the pre-feature layer and of the heads' hidden layers
     n_hidden: int = 1                  # hidden layers per head (Fig. 5 sweeps 1-4)
     feature_dim: int = 128             # d

@@ -73,6 +73,14 @@ def test_predict_is_deterministic_and_labels_are_argmax():
     torch.testing.assert_close(a["z"].norm(dim=1), torch.ones(len(x)))
 
 
+def test_normalize_input_ignores_each_rows_scale():
+    x, _ = blobs()
+    scaled = x * torch.linspace(0.1, 10.0, len(x)).double().unsqueeze(1)
+    plain, normed = _method().eval(), _method(normalize_input=True).eval()
+    assert not torch.allclose(plain.predict(x)["logits"], plain.predict(scaled)["logits"])
+    torch.testing.assert_close(normed.predict(x)["logits"], normed.predict(scaled)["logits"])
+
+
 def test_spectral_on_embeddings_and_baselines_recover_separated_clusters():
     x, y = blobs(n_per=50, k=4, dim=6, seed=2, spread=0.05)
     z = torch.nn.functional.normalize(x.float(), dim=1)
