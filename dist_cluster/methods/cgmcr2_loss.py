@@ -23,8 +23,9 @@ class CgMCR2Objective(nn.Module):
                               ("orth_form", ("paper", "code")), ("degree", ("row", "col"))):
             if getattr(mcfg, name) not in allowed:
                 raise ValueError(f"method.{name} must be one of {allowed}, got {getattr(mcfg, name)!r}")
-        # the reference code's learnable soft threshold b (only its affinity uses it)
-        self.threshold = nn.Parameter(torch.zeros(())) if mcfg.affinity == "code" else None
+        # the reference code's learnable soft threshold b (only its affinity uses it); shape (1,), not a 0-dim
+        # tensor, because DeepSpeed broadcasts parameters as byte views, which 0-dim tensors cannot give
+        self.threshold = nn.Parameter(torch.zeros(1)) if mcfg.affinity == "code" else None
 
     def affinity(self, z: torch.Tensor, f: torch.Tensor | None) -> ncut.Affinity:
         """A over the global batch from unit-norm Z (or un-normalised F for the code affinity)."""

@@ -42,6 +42,24 @@ def test_recipe_has_the_paper_settings(name):
     assert m.in_dim == (1280 if name == "cgmcr2_fmnist" else 768)
 
 
+def _run(recipe: str, overrides: list[str]):
+    res = subprocess.run([sys.executable, os.path.join(ROOT, "recipes", f"{recipe}.py"), *overrides], env=ENV,
+                         capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+
+
+def test_reference_code_variant_runs_under_the_launcher(tmp_path):
+    """The reference code's affinity adds a learnable threshold, which the DeepSpeed engine must take."""
+    train, evals = substitute_shards(tmp_path / "data", 10, 1280, n_train=128, n_eval=64)
+    run_dir = tmp_path / "run"
+    _run("cgmcr2_fmnist", [f"data.train={train}", f"data.eval={evals}", f"run_dir={run_dir}", "method.hidden=32",
+                           "method.global_batch=32", "method.warmup_epochs=1", "method.finetune_epochs=1",
+                           "method.affinity=code", "method.degree=col", "method.detach_affinity=false",
+                           "method.eps_is_squared=true", "method.baselines=()", "engine.progress=false"])
+    summary = json.load(open(run_dir / "summary.json"))
+    assert summary["global_step"] == 8 and 0.0 <= summary["metrics"]["acc"] <= 1.0
+
+
 @pytest.mark.parametrize("name", sorted(PAPER))
 def test_recipe_runs_a_few_steps_on_substitute_shards(tmp_path, name):
     k, d = PAPER[name][:2]
@@ -52,9 +70,7 @@ def test_recipe_runs_a_few_steps_on_substitute_shards(tmp_path, name):
     overrides = [f"data.train={train}", f"data.eval={evals}", f"run_dir={run_dir}", "method.hidden=64",
                  "method.global_batch=64", "method.warmup_epochs=1", "method.finetune_epochs=1",
                  "engine.max_steps=6", "method.baselines=()", "engine.progress=false", "engine.log_every=1"]
-    res = subprocess.run([sys.executable, os.path.join(ROOT, "recipes", f"{name}.py"), *overrides], env=ENV,
-                         capture_output=True, text=True, timeout=600, cwd=ROOT)
-    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    _run(name, overrides)
     summary = json.load(open(run_dir / "summary.json"))
     assert summary["global_step"] == 6 and 0.0 <= summary["metrics"]["acc"] <= 1.0
     lines = [json.loads(x) for x in open(run_dir / "metrics.jsonl")]
