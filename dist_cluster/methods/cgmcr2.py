@@ -115,9 +115,10 @@ class CgMCR2(Method):
         out = self.predict(x[mine], self.m.eval_batch_size, ctx.device)
         idx_all, z, logits, labels, y_all = gather_in_index_order(idx[mine], out["z"], out["logits"],
                                                                   out["labels"], y[mine])
-        res = cluster_metrics(y_all.numpy(), labels.numpy(), nmi_average=self.m.nmi_average)
+        labelled = bool((y_all >= 0).all())   # −1 = unknown: no ACC/NMI/ARI
+        res = cluster_metrics(y_all.numpy(), labels.numpy(), nmi_average=self.m.nmi_average) if labelled else {}
         res["clusters_used"] = int(labels.unique().numel())
-        if self.m.sc_every_eval and ctx.env.is_main:
+        if self.m.sc_every_eval and ctx.env.is_main and labelled:
             from dist_cluster.methods.cgmcr2_sc import spectral_on_embeddings
             sc = spectral_on_embeddings(z, self.m.k, self.m.sc_s, seed=1)
             res |= {f"sc_{k}": v for k, v in cluster_metrics(y_all.numpy(), sc, self.m.nmi_average).items()}

@@ -49,7 +49,7 @@ class CgMCR2Config:
 
     # evaluation
     test_labels: str = "argmax"        # argmax of the logits (B7) | gumbel: a fresh Gumbel sample (code)
-    nmi_average: str = "geometric"     # the reference code's NMI normalisation
+    nmi_average: str = "arithmetic"    # scikit-learn's default; "geometric" is the reference code's
     eval_batch_size: int = 1024
     sc_every_eval: bool = False        # CgMCR²-SC at every evaluation (always at the end)
     sc_s: int = 1000                   # CgMCR²-SC: entries kept per row of |ZZᵀ| (B12)

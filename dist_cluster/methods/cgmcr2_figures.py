@@ -47,12 +47,13 @@ def affinity_figure(ev: dict, order_by: np.ndarray, title: str, path: str, limit
     return path
 
 
-def cluster_size_figure(labels: np.ndarray, y: np.ndarray, k: int, path: str) -> str:
+def cluster_size_figure(labels: np.ndarray, y: np.ndarray | None, k: int, path: str) -> str:
     sizes = np.sort(np.bincount(labels, minlength=k))[::-1]
-    classes = np.sort(np.bincount(y))[::-1]
     fig, ax = plt.subplots(figsize=(8, 4))
     ax.bar(np.arange(len(sizes)), sizes, label="predicted clusters")
-    ax.plot(np.arange(len(classes)), classes, "k.--", label="true classes")
+    if y is not None:
+        classes = np.sort(np.bincount(y))[::-1]
+        ax.plot(np.arange(len(classes)), classes, "k.--", label="true classes")
     ax.set_xlabel("cluster (largest first)")
     ax.set_ylabel("samples")
     ax.set_title(f"cluster sizes ({int((sizes > 0).sum())} of {k} used)")
@@ -105,7 +106,8 @@ def learning_curves(metrics_path: str, path: str) -> str | None:
             axes[3].plot(*zip(*pts), "o-", label=key.upper())
     axes[3].set_title("evaluation")
     axes[3].set_xlabel("step")
-    axes[3].legend()
+    if axes[3].lines:
+        axes[3].legend()
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
@@ -113,11 +115,13 @@ def learning_curves(metrics_path: str, path: str) -> str | None:
 
 def write_all(ev: dict, m, run_dir: str, figures_dir: str) -> list[str]:
     labels, y = ev["labels"].numpy(), ev["y"].numpy()
+    labelled = bool((y >= 0).all())     # figures against the classes need labels
     out = [affinity_figure(ev, labels, "ordered by predicted cluster",
                            os.path.join(figures_dir, "affinity_by_cluster.png"), m.figure_points),
-           affinity_figure(ev, y, "ordered by true class", os.path.join(figures_dir, "affinity_by_class.png"),
-                           m.figure_points),
-           cluster_size_figure(labels, y, m.k, os.path.join(figures_dir, "cluster_sizes.png")),
-           confusion_figure(labels, y, os.path.join(figures_dir, "confusion.png")),
+           cluster_size_figure(labels, y if labelled else None, m.k, os.path.join(figures_dir, "cluster_sizes.png")),
            learning_curves(os.path.join(run_dir, "metrics.jsonl"), os.path.join(figures_dir, "learning_curves.png"))]
+    if labelled:
+        out += [affinity_figure(ev, y, "ordered by true class", os.path.join(figures_dir, "affinity_by_class.png"),
+                                m.figure_points),
+                confusion_figure(labels, y, os.path.join(figures_dir, "confusion.png"))]
     return [p for p in out if p]

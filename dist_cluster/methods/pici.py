@@ -205,7 +205,7 @@ class PICI(Method):
         if m.eval_reference_mask > 0 and bool((y >= 0).all()):
             ref = self._eval_pass(ctx, m.eval_reference_mask)
             out |= {f"diag/ref_masked_{k}": v for k, v in cluster_metrics(y, ref["c"].argmax(1), m.nmi_average).items()}
-        self.last_eval = {"label": y, "pred": pred, "z": res["z"], "epoch": ctx.epoch}
+        self.last_eval = {"label": y, "pred": pred, "z": res["z"], "epoch": ctx.epoch, "index": res["index"], "c": c}
         return out
 
     def _eval_pass(self, ctx, mask_ratio: float) -> dict[str, torch.Tensor]:

@@ -104,13 +104,16 @@ class UnicMethod(Method):
         m = self.cfg.method
         idx, emb, y = self.data().eval_embeddings(ctx, self)
         dtype = next(self.head.parameters()).dtype
-        pred = torch.cat([self.head(e.to(ctx.device, dtype)).argmax(1).cpu() for e in emb.split(4096)]) \
-            if len(emb) else torch.zeros(0, dtype=torch.long)
+        logits = torch.cat([self.head(e.to(ctx.device, dtype)).float().cpu() for e in emb.split(4096)]) \
+            if len(emb) else torch.zeros(0, m.num_clusters)
+        pred = logits.argmax(1)
+        self.last_outputs = {"index": idx, "logits": logits, "embedding": emb}   # for clusters.csv
         if m.mode == "gcd":        # transductive: D_e = D_U, the unlabelled training images
             keep = ~torch.from_numpy(self.labelled.mask[idx.numpy()])
             idx, emb, y, pred = idx[keep], emb[keep], y[keep], pred[keep]
         y_np, p_np = y.numpy(), pred.cpu().numpy()
-        out = cluster_metrics(y_np, p_np, m.nmi_average)
+        labelled = bool((y_np >= 0).all())     # −1 = unknown: label-free figures only
+        out = cluster_metrics(y_np, p_np, m.nmi_average) if labelled else {}
         out["clusters_used"] = float(len(np.unique(p_np)))
         if m.mode == "gcd":
             out |= {f"{k}": v for k, v in gcd_accuracy(y_np, p_np, m.old_classes).items()}
@@ -118,7 +121,7 @@ class UnicMethod(Method):
         if m.eval_kmeans:
             out |= {f"kmeans_{k}": v for k, v in kmeans_metrics(emb.float(), y_np, m.num_clusters,
                                                                   self.cfg.seed).items()}
-        self._last_eval = (y_np, p_np)
+        self._last_eval = (y_np, p_np) if labelled else None
         return out
 
     def write_figures(self, ctx) -> list[str]:

@@ -1,0 +1,73 @@
+"""python -m dist_cluster.cluster DATA --method {cgmcr2,unic,pici,kmeans} --k K [--labels FILE] [--n-init N]
+[--run-dir DIR] [key=value ...]   (also under torchrun: torchrun --nproc_per_node 2 -m dist_cluster.cluster ...)
+
+Shards DATA once (cached by content hash under --data-root), sizes the method's recipe to it, trains through
+the normal launcher path and writes, in the run directory: clusters.csv (index, cluster, confidence),
+results_table.{json,md} and figures/results_table.png, summary.json, plus the usual run files.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from dist_cluster.cluster.arrays import InputError, check_k
+from dist_cluster.cluster.configs import METHODS
+
+
+def parse(argv):
+    p = argparse.ArgumentParser(prog="python -m dist_cluster.cluster", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("data", help=".npy/.npz/.pt feature array, folder of images, or manifest .json")
+    p.add_argument("overrides", nargs="*", help="key=value config overrides (e.g. method.finetune_epochs=10)")
+    p.add_argument("--method", choices=METHODS, default="cgmcr2")
+    p.add_argument("--k", type=int, required=True, help="number of clusters")
+    p.add_argument("--labels", help="labels file (.npy/.npz/.pt), optional")
+    p.add_argument("--features-key", help="array name of the features in an .npz/.pt")
+    p.add_argument("--labels-key", help="array name of the labels in an .npz/.pt")
+    p.add_argument("--n-init", type=int, default=1, help="seeds to train; the lowest final loss is kept")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--run-dir", help="default runs/<method>_<data name>")
+    p.add_argument("--data-root", default="data", help="where the shards are written")
+    p.add_argument("--nmi", default="arithmetic", choices=["arithmetic", "geometric"], help="NMI normalisation")
+    return p.parse_intermixed_args(argv)
+
+
+def main(argv=None) -> dict | None:
+    from dist_cluster.cluster.inputs import image_features, resolve_data
+    from dist_cluster.cluster.report import write_report
+    from dist_cluster.cluster.run import kmeans_predictions, select, selection_report, train_seeds
+    from dist_cluster.distributed import resolve
+    from dist_cluster.launch import strip_launcher_args
+    args = parse(strip_launcher_args(sys.argv[1:] if argv is None else argv))
+    env = resolve()
+    try:
+        data = resolve_data(args.data, args.data_root, args.labels, args.features_key, args.labels_key)
+        if data.kind == "image" and args.method != "pici":
+            data = image_features(data, args.data_root)
+        check_k(args.k, data.n)
+        if args.n_init < 1:
+            raise InputError(f"--n-init must be at least 1, got {args.n_init}")
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2)
+    run_dir = os.path.abspath(args.run_dir or os.path.join("runs", f"{args.method}_{data.name}"))
+    overrides = list(args.overrides)
+    if args.method != "kmeans" and not any(o.startswith("method.nmi_average=") for o in overrides):
+        overrides.append(f"method.nmi_average={args.nmi}")
+    if args.method == "kmeans":
+        if not env.is_main:
+            return None
+        from dist_cluster.cluster.report import inputs_for_table
+        runs = [kmeans_predictions(inputs_for_table(data)[0], args.k, args.seed, run_dir)]
+    else:
+        runs = train_seeds(args.method, data, args.k, overrides, run_dir, args.n_init, args.seed, env.world_size)
+    if not env.is_main:
+        return None
+    best = select(runs)
+    return write_report(args.method, data, args.k, runs, best, selection_report(runs, best), run_dir, args.seed,
+                        args.nmi, env.world_size)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""Train a method on the user's data through the normal launcher path, `n_init` seeds in sequence, and keep
+the seed with the lowest final training loss (the method's own objective, label-free).
+
+The criterion is the mean of the logged training losses over the last 10% of logged steps (at least one).
+Seeds run one after another in the same processes; each has its own run directory `<run_dir>/seed_<s>`
+when n_init > 1. KMeans (`method="kmeans"`) has no training run: scikit-learn's KMeans(n_init) on rank 0.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class SeedRun:
+    seed: int
+    run_dir: str
+    loss: float | None
+    metrics: dict = field(default_factory=dict)
+
+
+def final_loss(run_dir: str) -> float | None:
+    path = os.path.join(run_dir, "metrics.jsonl")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        losses = [r["loss"] for r in map(json.loads, f) if r.get("kind") == "train" and "loss" in r]
+    if not losses:
+        return None
+    tail = losses[-max(1, len(losses) // 10):]
+    return float(np.mean(tail))
+
+
+def train_seeds(method: str, data, k: int, overrides: list[str], run_dir: str, n_init: int = 1, seed: int = 0,
+                world: int = 1) -> list[SeedRun]:
+    """Every seed's run (all ranks train; the list is complete on every rank)."""
+    from dist_cluster.cluster.configs import method_config
+    from dist_cluster.launch import run
+    runs = []
+    for s in range(seed, seed + n_init):
+        rd = os.path.join(run_dir, f"seed_{s}") if n_init > 1 else run_dir
+        cfg = method_config(method, data, k, overrides, rd, world, seed=s)
+        summary = run(cfg)
+        runs.append(SeedRun(s, os.path.abspath(rd), final_loss(rd), summary.get("metrics", {})))
+    return runs
+
+
+def select(runs: list[SeedRun]) -> SeedRun:
+    scored = [r for r in runs if r.loss is not None and np.isfinite(r.loss)]
+    return min(scored, key=lambda r: r.loss) if scored else runs[0]
+
+
+def selection_report(runs: list[SeedRun], best: SeedRun) -> dict:
+    """What the selection chose and, on labelled data, whether it beats the seeds' mean and median ACC."""
+    out = {"criterion": "lowest final training loss (mean over the last 10% of logged steps)",
+           "seeds": [r.seed for r in runs], "losses": [r.loss for r in runs], "selected_seed": best.seed}
+    accs = [r.metrics.get("acc") for r in runs]
+    if all(a is not None for a in accs) and len(runs) > 1:
+        out |= {"acc": accs, "selected_acc": best.metrics["acc"], "mean_acc": float(np.mean(accs)),
+                "median_acc": float(np.median(accs)),
+                "selected_beats_mean": bool(best.metrics["acc"] > np.mean(accs)),
+                "selected_beats_median": bool(best.metrics["acc"] > np.median(accs))}
+    return out
+
+
+def kmeans_predictions(x: np.ndarray, k: int, seed: int, run_dir: str, n_init: int = 10) -> SeedRun:
+    """KMeans on the features as given; confidence = (d₂ − d₁) / d₂ for the two nearest centres (1 at a centre,
+    0 on a boundary)."""
+    from sklearn.cluster import KMeans
+    os.makedirs(run_dir, exist_ok=True)
+    km = KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit(x)
+    d = np.sort(km.transform(x), axis=1)
+    conf = (d[:, 1] - d[:, 0]) / np.maximum(d[:, 1], 1e-12)
+    np.savez(os.path.join(run_dir, "predictions.npz"), index=np.arange(len(x)), cluster=km.labels_,
+             confidence=conf, embedding=km.transform(x))
+    return SeedRun(seed, os.path.abspath(run_dir), float(km.inertia_))
