@@ -42,14 +42,14 @@ def inputs_for_table(data) -> tuple[np.ndarray, np.ndarray | None]:
     return x.astype(np.float32), (y if (y >= 0).all() else None)
 
 
-def build_rows(method: str, pred: dict, x, y, k: int, seed: int, nmi_average: str, best_dir: str) -> dict:
+def build_rows(method: str, pred: dict, x, y, k: int, seed: int, nmi_average: str, best) -> dict:
     """The method's own rows (CgMCR² brings its table with CgMCR²-SC) and the baselines on the same inputs."""
-    own = os.path.join(best_dir, "results_table.json")
+    own = os.path.join(best.run_dir, "results_table.json")
     if method == "cgmcr2" and os.path.exists(own):
         return json.load(open(own))["rows"]
     rows = {}
     if method != "kmeans":
-        rows[method] = score_row(pred["cluster"], x, y, nmi_average, input="learned")
+        rows[method] = score_row(pred["cluster"], x, y, nmi_average, input="learned", time_s=best.wall_s)
     rows |= baseline_rows(x, y, k, seed, nmi_average)
     mark_beaten(rows, (method,) if method != "kmeans" else ())
     return rows
@@ -61,9 +61,9 @@ def write_report(method: str, data, k: int, runs, best, selection: dict, run_dir
     pred = dict(np.load(os.path.join(best.run_dir, "predictions.npz")))
     csv_path = write_clusters_csv(pred, os.path.join(run_dir, "clusters.csv"))
     x, y = inputs_for_table(data)
-    rows = build_rows(method, pred, x, y, k, seed, nmi_average, best.run_dir)
+    rows = build_rows(method, pred, x, y, k, seed, nmi_average, best)
     title = title_line(TITLES[method], data.name, data.n, k, y is not None, SPLIT, nmi_average, world)
-    names = None
+    names = {method: f"{TITLES[method]} (learned)"}
     if method == "cgmcr2":
         from dist_cluster.methods.cgmcr2_report import NAMES as names
     text = format_table(rows, title, names)
