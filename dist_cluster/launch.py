@@ -7,6 +7,7 @@ cleanly. `run(cfg)` does the same for an already-built config (the Slurm job cal
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import gc
 import importlib
 import importlib.util
@@ -18,8 +19,9 @@ from typing import Callable
 
 import torch
 
-from dist_cluster.config import ConfigError, ExperimentConfig, apply_overrides, to_dict
+from dist_cluster.config import ConfigError, ExperimentConfig, apply_overrides, check_choices, to_dict
 from dist_cluster.distributed import DistEnv, resolve
+from dist_cluster.distributed.lifetime import die_with_parent
 
 RECIPES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "recipes")
 
@@ -44,6 +46,9 @@ def load_recipe(name_or_path: str) -> Callable[[], ExperimentConfig]:
 def build_config(config_fn: Callable[[], ExperimentConfig], overrides: list[str]) -> ExperimentConfig:
     cfg = config_fn()
     apply_overrides(cfg, overrides)
+    check_choices(cfg)   # a bad choice set in a recipe is refused before anything runs or is submitted
+    from dist_cluster.engine.setup import check_engine
+    check_engine(cfg)
     return cfg
 
 
@@ -72,24 +77,44 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def init_distributed(env: DistEnv) -> torch.device:
+def process_group_backend(cuda: bool) -> str:
+    """The torch.distributed backend string for this machine.
+
+    On CUDA a group made with "nccl" alone has no backend for CPU tensors (every collective on one fails), so
+    the group gets one backend per device: NCCL for CUDA tensors, gloo for CPU ones. `DIST_CLUSTER_BACKEND`
+    overrides it, e.g. "cpu:gloo,cuda:gloo" for several ranks sharing one GPU (NCCL refuses that).
+    """
+    return os.environ.get("DIST_CLUSTER_BACKEND") or ("cpu:gloo,cuda:nccl" if cuda else "gloo")
+
+
+def init_distributed(env: DistEnv, timeout_min: float = 30.0) -> torch.device:
     if env.launcher == "single" and "MASTER_PORT" not in os.environ:   # never collide with another local job
         env = dataclasses.replace(env, master_port=_free_port())
     env.export()
-    if not torch.cuda.is_available():
+    cuda = torch.cuda.is_available()
+    if not cuda:
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
     import deepspeed
     import deepspeed.comm.torch  # noqa: F401  (the package attribute `torch` shadows it; use sys.modules)
-    if not torch.cuda.is_available():
+    timeout = datetime.timedelta(minutes=timeout_min)
+    backend = process_group_backend(cuda)
+    if not cuda:
         sys.modules["deepspeed.comm.torch"].build_shm_op = lambda: None   # skip a 30 s JIT build; gloo collectives are used instead
         # an explicit OMP_NUM_THREADS wins: on a shared machine one thread per process is often much faster
         threads = int(os.environ.get("OMP_NUM_THREADS") or 0)
         torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // max(env.local_world_size, 1)))
-    deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo", verbose=False)
-    if torch.cuda.is_available():
-        torch.cuda.set_device(env.local_rank)
-        return torch.device("cuda", env.local_rank)
-    return torch.device("cpu")
+        deepspeed.init_distributed(dist_backend=backend, timeout=timeout, verbose=False)
+        return torch.device("cpu")
+    device = torch.device("cuda", env.local_rank % torch.cuda.device_count())
+    torch.cuda.set_device(device)
+    torch.backends.cuda.matmul.allow_tf32 = True   # fp32 matmuls and convolutions on tensor cores
+    torch.backends.cudnn.allow_tf32 = True
+    if env.local_rank != device.index:
+        # Ranks sharing a GPU: DeepSpeed would bind rank r to cuda:r, so the group is made here and adopted.
+        import torch.distributed as dist
+        dist.init_process_group(backend, timeout=timeout, device_id=device if env.world_size > 1 else None)
+    deepspeed.init_distributed(dist_backend=backend, timeout=timeout, verbose=False)
+    return device
 
 
 def shutdown(*objs) -> None:
@@ -126,24 +151,35 @@ def write_run_files(cfg: ExperimentConfig, run_dir: str, env: DistEnv) -> None:
 
 def run(cfg: ExperimentConfig) -> dict:
     from dist_cluster.engine.context import RunContext
+    from dist_cluster.engine.rundir import RunDirLock, check_writable
     from dist_cluster.engine.trainer import Trainer
     from dist_cluster.logging import MetricLogger
+    check_choices(cfg)
     env = resolve()
-    device = init_distributed(env)
+    if env.launcher in ("torchrun", "deepspeed"):
+        die_with_parent()   # a killed launcher leaves no worker training into the run directory
     run_dir = os.path.abspath(cfg.resolved_run_dir())
-    if env.is_main:
-        write_run_files(cfg, run_dir, env)
-    torch.manual_seed(cfg.seed)   # identical initial weights on every rank
-    method = build_method(cfg).to(device)
-    torch.manual_seed(cfg.seed * 1000 + env.rank)   # per-rank stream for noise drawn during training
-    logger = MetricLogger(run_dir, enabled=env.is_main)
-    ctx = RunContext(cfg=cfg, env=env, run_dir=run_dir, device=device, logger=logger)
-    trainer = Trainer(cfg, method, ctx)
+    lock = RunDirLock(run_dir).acquire() if env.is_main else None   # before anything is written
     try:
-        summary = trainer.fit()
+        if env.is_main:
+            check_writable(os.path.join(run_dir, "checkpoints"), "checkpoints folder")
+        device = init_distributed(env, cfg.engine.dist_timeout_min)
+        if env.is_main:
+            write_run_files(cfg, run_dir, env)
+        torch.manual_seed(cfg.seed)   # identical initial weights on every rank
+        method = build_method(cfg).to(device)
+        torch.manual_seed(cfg.seed * 1000 + env.rank)   # per-rank stream for noise drawn during training
+        logger = MetricLogger(run_dir, enabled=env.is_main)
+        ctx = RunContext(cfg=cfg, env=env, run_dir=run_dir, device=device, logger=logger)
+        trainer = Trainer(cfg, method, ctx)
+        try:
+            summary = trainer.fit()
+        finally:
+            logger.close()
+        shutdown(trainer, method)
     finally:
-        logger.close()
-    shutdown(trainer, method)
+        if lock is not None:
+            lock.release()
     return summary
 
 
@@ -167,7 +203,12 @@ def run_recipe(config_fn: Callable[[], ExperimentConfig], argv: list[str] | None
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2)
-    summary = run(cfg)
+    from dist_cluster.engine.rundir import RunDirError
+    try:
+        summary = run(cfg)
+    except RunDirError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2)
     if resolve().is_main and summary.get("metrics"):
         print("final: " + " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
                                    for k, v in summary["metrics"].items()), flush=True)

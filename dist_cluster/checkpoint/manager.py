@@ -1,7 +1,8 @@
 """Sharded DeepSpeed checkpoints with a completeness marker, rotation and automatic resume.
 
 Layout: <run_dir>/checkpoints/step000001234/ holds DeepSpeed's files, one `rank<r>.pt` per rank (RNG states and
-data position) and, written last by rank 0 after a barrier, `COMPLETE` (JSON). Only tags with COMPLETE are
+data position) and, written last by rank 0 after a barrier, `COMPLETE` (JSON, with `params_finite`); then
+DeepSpeed's `latest` pointer is moved to it. Only tags with COMPLETE are
 ever resumed from, so a save interrupted mid-write leaves the previous checkpoint selected; old tags are
 removed only after a newer one is complete.
 """
@@ -46,6 +47,14 @@ def latest(ckpt_dir: str) -> str | None:
     return tags[-1] if tags else None
 
 
+def latest_finite(ckpt_dir: str) -> str | None:
+    """Newest complete tag whose parameters were recorded finite when it was written."""
+    for tag in reversed(complete_tags(ckpt_dir)):
+        if read_meta(ckpt_dir, tag).get("params_finite") is True:
+            return tag
+    return None
+
+
 def read_meta(ckpt_dir: str, tag: str) -> dict:
     with open(os.path.join(ckpt_dir, tag, "COMPLETE")) as f:
         return json.load(f)
@@ -65,6 +74,9 @@ def save(engine, ckpt_dir: str, step: int, client_state: dict, rank: int, world_
         meta = {"step": step, "world_size": world_size, "time": time.time()} | {
             k: v for k, v in client_state.items() if isinstance(v, (int, float, str))}
         _atomic_write(os.path.join(path, "COMPLETE"), lambda p: open(p, "w").write(json.dumps(meta)))
+        # DeepSpeed's own pointer, so zero_to_fp32.py and load_checkpoint() work without a tag; only ever
+        # names a complete checkpoint.
+        _atomic_write(os.path.join(ckpt_dir, "latest"), lambda p: open(p, "w").write(tag))
         rotate(ckpt_dir, keep_last)
     barrier()
     return path

@@ -226,3 +226,15 @@ def from_dict(cls: type, data: dict, prefix: str = "") -> Any:
         else:
             setattr(obj, k, coerce(v, field_type(obj, k), prefix + k))
     return obj
+
+
+def check_choices(cfg: Any, prefix: str = "") -> None:
+    """Every `Literal` field of a nested config (a recipe may set one in Python) holds one of its choices."""
+    for f in dataclasses.fields(cfg):
+        value, key = getattr(cfg, f.name), prefix + f.name
+        if dataclasses.is_dataclass(value):
+            check_choices(value, key + ".")
+            continue
+        tp = field_type(cfg, f.name)
+        if typing.get_origin(tp) is typing.Literal and value not in typing.get_args(tp):
+            raise ConfigError(f"bad value {value!r} for '{key}': expected one of {list(typing.get_args(tp))}")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from dist_cluster.data.config import DataConfig
 
@@ -29,14 +29,18 @@ class SchedConfig:
 
 @dataclass
 class EngineConfig:
-    zero_stage: int = 0            # DeepSpeed ZeRO stage 0-3
-    precision: str = "fp32"        # fp32 | bf16 | fp16 (fp16 only on GPU)
+    zero_stage: Literal[0, 1, 2, 3] = 0            # DeepSpeed ZeRO stage
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"   # fp16 only on GPU; bf16 autocasts through DeepSpeed
     grad_accum: int = 1
     log_every: int = 10            # optimizer steps between log lines
     eval_every: int = 1            # epochs between evaluations (0 = only at the end)
     max_steps: int = 0             # stop after this many optimizer steps (0 = full schedule)
     progress: bool = True          # tqdm bar on rank 0
     deepspeed: dict = field(default_factory=dict)  # extra DeepSpeed config merged last
+    skip_nonfinite: int = 0        # skip up to N optimizer steps with a non-finite loss or gradient, then stop
+    compile: bool = False          # torch.compile the method's model (GPU runs; a recipe may set it)
+    channels_last: bool = True     # on CUDA, NHWC memory for methods whose model is convolutional
+    dist_timeout_min: float = 30.0  # a collective waiting longer than this fails the run instead of hanging
 
 
 @dataclass

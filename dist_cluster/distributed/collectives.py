@@ -1,9 +1,14 @@
-"""Collectives that keep autograd, plus small helpers that are no-ops on one process.
+"""Every collective the package issues, correct on CPU and CUDA tensors and cheap on GPUs.
 
 Gradient convention: a loss computed identically on every rank from gathered tensors gets, through the
 backward of `all_gather_with_grad`, W times the one-process gradient on each rank's shard; the engine's
 data-parallel mean over W ranks then gives exactly the one-process gradient. Per-sample losses that are
 averaged locally need no gather: the data-parallel mean of equal-size local means is the global mean.
+
+Devices: the launcher builds a group with a backend per device (`cpu:gloo,cuda:nccl`), so bulk data moves
+on the device it lives on (NCCL for CUDA tensors) and small control values may stay on the CPU. A group made
+with one backend only (a user's own `nccl` group) cannot serve CPU tensors; `_served` then moves such a
+tensor to the current CUDA device for the collective and back, so no call here fails for its device.
 """
 from __future__ import annotations
 
@@ -11,7 +16,6 @@ import warnings
 
 import torch
 import torch.distributed as dist
-
 
 # The autograd-aware collectives still work; their replacement (_functional_collectives) is a private API.
 warnings.filterwarnings("ignore", message="torch.distributed.nn.functional", category=FutureWarning)
@@ -29,73 +33,136 @@ def rank() -> int:
     return dist.get_rank() if is_dist() else 0
 
 
+def _multi() -> bool:
+    return is_dist() and world_size() > 1
+
+
+def backend_serves(device: torch.device) -> bool:
+    """Whether the default group has a backend for tensors on `device` (gloo serves CPU and CUDA tensors)."""
+    backend = str(dist.get_backend()).lower()
+    if "," in backend or ":" in backend:   # "cpu:gloo,cuda:nccl"
+        return any(part.split(":")[0] == device.type for part in backend.split(","))
+    return backend == "gloo" or device.type == "cuda"
+
+
+def _served(x: torch.Tensor) -> torch.Tensor:
+    if backend_serves(x.device):
+        return x
+    return x.to(torch.device("cuda", torch.cuda.current_device()) if x.device.type == "cpu" else "cpu")
+
+
+def _sizes(n: int, device: torch.device) -> list[int]:
+    """Every rank's row count (one small all_gather on the data's device)."""
+    t = _served(torch.tensor([n], dtype=torch.long, device=device))
+    out = [torch.zeros_like(t) for _ in range(world_size())]
+    dist.all_gather(out, t)
+    return [int(s) for s in out]
+
+
 def _check_equal_sizes(x: torch.Tensor) -> None:
-    n = torch.tensor([x.shape[0]], dtype=torch.long)
-    sizes = [torch.zeros_like(n) for _ in range(world_size())]
-    dist.all_gather(sizes, n)
-    if len({int(s) for s in sizes}) != 1:
-        raise ValueError(f"all_gather needs equal batch sizes on every rank, got {[int(s) for s in sizes]}; "
+    sizes = _sizes(x.shape[0], x.device)
+    if len(set(sizes)) != 1:
+        raise ValueError(f"all_gather needs equal batch sizes on every rank, got {sizes}; "
                          "use drop-remainder batching (the data layer does) or all_gather_varlen")
 
 
 def all_gather_with_grad(x: torch.Tensor, check_sizes: bool = False) -> torch.Tensor:
     """Concatenate `x` from all ranks along dim 0 (rank order); gradients flow back to each shard."""
-    if not is_dist() or world_size() == 1:
+    if not _multi():
         return x
     if check_sizes:
         _check_equal_sizes(x)
     from torch.distributed.nn.functional import all_gather
-    return torch.cat(all_gather(x.contiguous()), dim=0)
+    return torch.cat(all_gather(_served(x).contiguous()), dim=0).to(x.device)
 
 
 @torch.no_grad()
 def all_gather_nograd(x: torch.Tensor) -> torch.Tensor:
-    if not is_dist() or world_size() == 1:
+    if not _multi():
         return x
-    out = [torch.empty_like(x) for _ in range(world_size())]
-    dist.all_gather(out, x.contiguous())
-    return torch.cat(out, dim=0)
+    y = _served(x).contiguous()
+    out = [torch.empty_like(y) for _ in range(world_size())]
+    dist.all_gather(out, y)
+    return torch.cat(out, dim=0).to(x.device)
 
 
 @torch.no_grad()
 def all_gather_varlen(x: torch.Tensor) -> torch.Tensor:
     """Concatenate tensors whose first dim differs across ranks (no gradient)."""
-    if not is_dist() or world_size() == 1:
+    if not _multi():
         return x
-    n = torch.tensor([x.shape[0]], dtype=torch.long)
-    sizes = [torch.zeros_like(n) for _ in range(world_size())]
-    dist.all_gather(sizes, n)
-    sizes = [int(s) for s in sizes]
-    pad = x.new_zeros((max(sizes) - x.shape[0],) + tuple(x.shape[1:]))
-    out = [x.new_empty((max(sizes),) + tuple(x.shape[1:])) for _ in sizes]
-    dist.all_gather(out, torch.cat([x, pad]).contiguous())
-    return torch.cat([o[:s] for o, s in zip(out, sizes)])
+    sizes = _sizes(x.shape[0], x.device)
+    y = _served(x)
+    pad = y.new_zeros((max(sizes) - y.shape[0],) + tuple(y.shape[1:]))
+    out = [y.new_empty((max(sizes),) + tuple(y.shape[1:])) for _ in sizes]
+    dist.all_gather(out, torch.cat([y, pad]).contiguous())
+    return torch.cat([o[:s] for o, s in zip(out, sizes)]).to(x.device)
 
 
 def all_reduce_sum_with_grad(x: torch.Tensor) -> torch.Tensor:
     """Sum over ranks; the backward sums the incoming gradients too (same W-scaling as the gather)."""
-    if not is_dist() or world_size() == 1:
+    if not _multi():
         return x
     from torch.distributed.nn.functional import all_reduce
-    return all_reduce(x, op=dist.ReduceOp.SUM)
+    return all_reduce(_served(x), op=dist.ReduceOp.SUM).to(x.device)
 
 
 @torch.no_grad()
-def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
-    if is_dist() and world_size() > 1:
-        dist.all_reduce(x, op=dist.ReduceOp.SUM)
+def _all_reduce(x: torch.Tensor, op) -> torch.Tensor:
+    if _multi():
+        y = _served(x)
+        dist.all_reduce(y, op=op)
+        if y is not x:
+            x.copy_(y)
     return x
+
+
+def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
+    """In place; returns x."""
+    return _all_reduce(x, dist.ReduceOp.SUM)
+
+
+def all_reduce_max(x: torch.Tensor) -> torch.Tensor:
+    """In place; returns x."""
+    return _all_reduce(x, dist.ReduceOp.MAX)
 
 
 @torch.no_grad()
 def broadcast(x: torch.Tensor, src: int = 0) -> torch.Tensor:
-    if is_dist() and world_size() > 1:
-        dist.broadcast(x, src)
+    """In place; returns x."""
+    if _multi():
+        y = _served(x)
+        dist.broadcast(y, src)
+        if y is not x:
+            x.copy_(y)
     return x
 
 
+def broadcast_async(x: torch.Tensor, src: int):
+    """Start broadcasting `x` (in place) and return a handle with `.wait()`; None on one process.
+
+    `x` must be on a device the group serves (the compute device): an async copy back could not be ordered.
+    """
+    if not _multi():
+        return None
+    if not backend_serves(x.device):
+        raise ValueError(f"broadcast_async: the process group has no backend for {x.device} tensors")
+    return dist.broadcast(x, src, async_op=True)
+
+
+@torch.no_grad()
+def gather_to(x: torch.Tensor, dst: int = 0) -> list[torch.Tensor] | None:
+    """Rank dst receives every rank's `x` (equal shapes) as a list; other ranks get None."""
+    if not _multi():
+        return [x]
+    y = _served(x).contiguous()
+    parts = [torch.empty_like(y) for _ in range(world_size())] if rank() == dst else None
+    dist.gather(y, parts, dst=dst)
+    return [p.to(x.device) for p in parts] if parts is not None else None
+
+
 def broadcast_object(obj, src: int = 0):
-    if not is_dist() or world_size() == 1:
+    if not _multi():
         return obj
     box = [obj]
     dist.broadcast_object_list(box, src)
@@ -103,5 +170,5 @@ def broadcast_object(obj, src: int = 0):
 
 
 def barrier() -> None:
-    if is_dist() and world_size() > 1:
+    if _multi():
         dist.barrier()

@@ -7,15 +7,28 @@ import torch
 from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
 
+from dist_cluster.config import ConfigError
+
+
+def check_engine(cfg) -> None:
+    """Engine settings that cannot work together, refused before a run starts or a job is submitted."""
+    e = cfg.engine
+    if e.skip_nonfinite < 0:
+        raise ConfigError(f"engine.skip_nonfinite must be >= 0, got {e.skip_nonfinite}")
+    if e.skip_nonfinite and (e.zero_stage != 0 or e.precision != "fp32"):
+        raise ConfigError("engine.skip_nonfinite needs engine.zero_stage=0 and engine.precision=fp32 (a skipped "
+                          "step must leave the optimizer's own gradient buffers untouched)")
+    for key in ("grad_accum", "log_every"):
+        if getattr(e, key) < 1:
+            raise ConfigError(f"engine.{key} must be >= 1, got {getattr(e, key)}")
+    if cfg.data.batch_size < 1:
+        raise ConfigError(f"data.batch_size must be >= 1, got {cfg.data.batch_size}")
+
 
 def deepspeed_config(cfg, world_size: int, load_universal: bool = False) -> dict:
     e = cfg.engine
-    if e.precision not in ("fp32", "bf16", "fp16"):
-        raise ValueError(f"engine.precision must be fp32, bf16 or fp16, got {e.precision!r}")
     if e.precision == "fp16" and not torch.cuda.is_available():
         raise ValueError("engine.precision=fp16 needs a GPU; DeepSpeed's CPU accelerator supports fp32 and bf16")
-    if not 0 <= e.zero_stage <= 3:
-        raise ValueError(f"engine.zero_stage must be 0-3, got {e.zero_stage}")
     ds = {
         "train_micro_batch_size_per_gpu": cfg.data.batch_size,
         "gradient_accumulation_steps": e.grad_accum,

@@ -1,38 +1,36 @@
-"""The training loop: stages, gradient accumulation, per-step lr, NaN guard, logging, checkpoints, evaluation.
+"""The training loop: resume, stages, epochs, gradient accumulation, the non-finite guard, logging, saving.
 
-It knows methods only through dist_cluster.methods.base (Method, Stage, Loader, total_loss).
+It knows methods only through dist_cluster.methods.base (Method, Stage, Loader, total_loss, the hooks).
 """
 from __future__ import annotations
 
 import json
 import os
 import time
+from dataclasses import dataclass
+from itertools import islice
+from types import SimpleNamespace
 
 import torch
-import torch.distributed as dist
 
 from dist_cluster import checkpoint as ckpt
 from dist_cluster.checkpoint import rng
-from dist_cluster.distributed import all_reduce_sum, barrier, is_dist
+from dist_cluster.distributed import all_reduce_sum, barrier
+from dist_cluster.engine.device_data import device_batches
+from dist_cluster.engine.guard import FiniteGuard, NonFiniteLossError, params_finite
 from dist_cluster.engine.setup import build_optimizer, deepspeed_config, stage_scheduler
 from dist_cluster.methods.base import total_loss
 
-
-class NonFiniteLossError(RuntimeError):
-    pass
+__all__ = ["Trainer", "NonFiniteLossError"]
 
 
-def _to(batch: dict, device, dtype):
-    out = {}
-    for k, v in batch.items():
-        if isinstance(v, torch.Tensor):
-            v = v.to(device)
-            out[k] = v.to(dtype) if v.is_floating_point() else v
-        elif isinstance(v, (list, tuple)) and v and isinstance(v[0], torch.Tensor):
-            out[k] = [t.to(device).to(dtype) if t.is_floating_point() else t.to(device) for t in v]
-        else:
-            out[k] = v
-    return out
+@dataclass
+class Position:
+    """Where training (re)starts: stage, global epoch, batch inside the epoch."""
+    stage_index: int = 0
+    epoch: int = 0
+    start_batch: int = 0
+    resumed_from: str | None = None
 
 
 class Trainer:
@@ -40,14 +38,26 @@ class Trainer:
         self.cfg, self.method, self.ctx = cfg, method, ctx
         self.ckpt_dir = os.path.join(ctx.run_dir, "checkpoints")
         self.stages = method.stages()
+        self.first_epoch = [sum(s.epochs for s in self.stages[:i]) for i in range(len(self.stages))]
+        self.bar, self.skipped_steps, self.data_skipped = None, 0, 0
 
+    # ---- engine, checkpoints -------------------------------------------------------------------------------
     def _init_engine(self, load_universal: bool):
         import deepspeed
+        cuda = self.ctx.device.type == "cuda"
+        self.channels_last = cuda and self.cfg.engine.channels_last and getattr(self.method, "convolutional", False)
+        if self.channels_last:
+            self.method.to(memory_format=torch.channels_last)
         self.optimizer = build_optimizer(self.method, self.cfg.optim)
         ds_cfg = deepspeed_config(self.cfg, self.ctx.env.world_size, load_universal)
-        self.engine, _, _, _ = deepspeed.initialize(model=self.method, optimizer=self.optimizer, config=ds_cfg)
+        args = SimpleNamespace(device_rank=self.ctx.device.index) if cuda else None   # ranks may share a GPU
+        self.engine, _, _, _ = deepspeed.initialize(args=args, model=self.method, optimizer=self.optimizer,
+                                                    config=ds_cfg)
+        if self.cfg.engine.compile:
+            self.engine.compile()
         self.ctx.engine = self.engine
         self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.cfg.engine.precision, torch.float32)
+        self.guard = FiniteGuard(self.method.parameters(), self.engine.device)
 
     def _resume_point(self):
         """Newest complete checkpoint, and whether it was written at another world size.
@@ -68,15 +78,15 @@ class Trainer:
         barrier()
         return tag, True, True
 
-    def _client_state(self, **pos) -> dict:
-        return {"global_step": self.ctx.global_step, "micro_step": self.micro, "world_size": self.ctx.env.world_size,
-                "zero_stage": self.cfg.engine.zero_stage} | pos
-
     def _save(self, stage_index: int, epoch: int, batch_in_epoch: int) -> None:
-        ckpt.save(self.engine, self.ckpt_dir, self.ctx.global_step,
-                  self._client_state(stage_index=stage_index, epoch=epoch, batch_in_epoch=batch_in_epoch,
-                                     samples_in_epoch=batch_in_epoch * self.bs_global),
-                  self.ctx.env.rank, self.ctx.env.world_size, self.cfg.ckpt.keep_last)
+        if not params_finite(self.method):   # never write damage over the newest good checkpoint
+            self._stop(f"non-finite parameters after step {self.ctx.global_step}; not saved", {})
+        state = {"global_step": self.ctx.global_step, "micro_step": self.micro, "world_size": self.ctx.env.world_size,
+                 "zero_stage": self.cfg.engine.zero_stage, "stage_index": stage_index, "epoch": epoch,
+                 "batch_in_epoch": batch_in_epoch, "samples_in_epoch": batch_in_epoch * self.bs_global,
+                 "params_finite": True, "skipped_steps": self.skipped_steps}
+        ckpt.save(self.engine, self.ckpt_dir, self.ctx.global_step, state, self.ctx.env.rank,
+                  self.ctx.env.world_size, self.cfg.ckpt.keep_last)
 
     def _load(self, tag: str, world_changed: bool, universal: bool) -> dict:
         load_tag = f"{tag}_universal" if universal else tag
@@ -91,22 +101,166 @@ class Trainer:
             client["batch_in_epoch"] = client["samples_in_epoch"] // self.bs_global
         return client
 
-    def _check_finite(self, loss, out, where: str) -> None:
-        bad = torch.tensor([0.0 if torch.isfinite(loss).item() else 1.0])
-        all_reduce_sum(bad)
-        if bad.item() > 0:
-            terms = {k: float(v) for k, v in out.items() if k.startswith("loss/")}
-            last = ckpt.latest(self.ckpt_dir)
-            raise NonFiniteLossError(f"non-finite loss at {where} (terms on rank {self.ctx.env.rank}: {terms}); "
-                                     f"stopping. Last good checkpoint: "
-                                     f"{os.path.join(self.ckpt_dir, last) if last else 'none'}")
+    def _resume(self, n_batches: int) -> Position:
+        tag, world_changed, universal = self._resume_point()
+        self._init_engine(universal)
+        self.micro, pos = 0, Position()
+        if tag is not None:
+            client = self._load(tag, world_changed, universal)
+            self.ctx.global_step, self.micro = client["global_step"], client["micro_step"]
+            self.skipped_steps = client.get("skipped_steps", 0)
+            pos = Position(client["stage_index"], client["epoch"], client["batch_in_epoch"], tag)
+            if pos.start_batch >= n_batches:
+                pos.epoch, pos.start_batch = pos.epoch + 1, 0
+            if self.ctx.env.is_main:
+                written = ckpt.read_meta(self.ckpt_dir, tag)["world_size"]
+                print(f"resumed from {self.ckpt_dir}/{tag} at step {self.ctx.global_step} (epoch {pos.epoch}, batch "
+                      f"{pos.start_batch})" + (f" (written at world size {written})" if world_changed else ""),
+                      flush=True)
+        while (pos.stage_index < len(self.stages) - 1
+               and pos.epoch >= self.first_epoch[pos.stage_index] + self.stages[pos.stage_index].epochs):
+            pos.stage_index += 1
+        return pos
 
-    def _log_train(self, out: dict, loss: torch.Tensor) -> None:
-        keys = ["loss"] + sorted(k for k, v in out.items() if isinstance(v, torch.Tensor) and v.numel() == 1)
-        vals = torch.stack([loss.detach().float()] + [out[k].detach().float().reshape(()) for k in keys[1:]]).cpu()
-        all_reduce_sum(vals)
-        vals /= self.ctx.env.world_size
-        rec = dict(zip(keys, vals.tolist()))
+    # ---- the guard -----------------------------------------------------------------------------------------
+    def _stop(self, what: str, out: dict) -> None:
+        terms = {k: float(v) for k, v in out.items() if k.startswith("loss/")}
+        good = ckpt.latest_finite(self.ckpt_dir)
+        raise NonFiniteLossError(
+            f"{what} (terms on rank {self.ctx.env.rank}: {terms}); stopping with nothing saved. Newest checkpoint "
+            f"with finite parameters: {os.path.join(self.ckpt_dir, good) if good else 'none'}")
+
+    def _skip_update(self) -> None:
+        """Let DeepSpeed finish the step (counters, zeroed gradients) without the optimizer's update."""
+        opt = self.engine.optimizer
+        opt.step = lambda *a, **k: None
+        try:
+            self.engine.step()
+        finally:
+            del opt.step
+
+    # ---- the loop ------------------------------------------------------------------------------------------
+    def _train_step(self, batch: dict, stage, where: str, boundary: bool, log: bool) -> tuple[list | None, dict]:
+        out = self.engine(batch, stage)
+        loss = total_loss(out, stage)
+        self.guard.check_loss(loss)
+        self.engine.backward(loss)
+        if not boundary:
+            self.engine.step()
+            return None, out
+        keys = sorted(k for k, v in out.items() if isinstance(v, torch.Tensor) and v.numel() == 1) if log else []
+        bad, vals = self.guard.reduce(loss, [out[k] for k in keys])
+        if bad:
+            self.skipped_steps += 1
+            if self.skipped_steps > self.cfg.engine.skip_nonfinite:
+                self._stop(f"non-finite loss or gradient at {where}, step {self.ctx.global_step + 1}", out)
+            print(f"skipping step {self.ctx.global_step + 1} at {where}: non-finite loss or gradient "
+                  f"({self.skipped_steps} of engine.skip_nonfinite={self.cfg.engine.skip_nonfinite})", flush=True)
+            self._skip_update()
+        else:
+            self.engine.step()
+        return vals, dict(zip(["loss"] + keys, vals))
+
+    def _run_epoch(self, si: int, epoch: int, start_batch: int, loader, sched, n_batches: int) -> bool:
+        """One epoch of stage si from start_batch; True when engine.max_steps stopped the run inside it."""
+        cfg, ctx, stage, accum = self.cfg, self.ctx, self.stages[si], self.cfg.engine.grad_accum
+        ctx.epoch = epoch
+        self.method.on_epoch_start(epoch, ctx)
+        skipped = torch.zeros(1, dtype=torch.long)
+        self.bar = self._progress(n_batches, start_batch, f"{stage.name} ep {epoch}")
+        stream = device_batches(islice(loader.epoch(epoch, start_batch), n_batches - start_batch),
+                                self.engine.device, self.dtype, self.channels_last)
+        stopped, b = False, start_batch - 1
+        for b, (batch, n_skipped) in enumerate(stream, start=start_batch):
+            skipped += n_skipped
+            boundary = (self.micro + 1) % accum == 0
+            if boundary:   # lr for this update, counted from the stage's first update
+                sched.step_update(((epoch - self.first_epoch[si]) * n_batches + b) // accum)
+            log = boundary and (ctx.global_step + 1) % cfg.engine.log_every == 0
+            vals, rec = self._train_step(batch, stage, f"stage {stage.name}, epoch {epoch}, batch {b}",
+                                         boundary, log)
+            self.micro += 1
+            if not boundary:
+                continue
+            ctx.global_step += 1
+            self.method.on_step_end(ctx.global_step, rec, ctx)
+            if self.bar is not None:
+                self.bar.update(accum)
+                self.bar.set_postfix(loss=f"{vals[0]:.4g}")
+            if log:
+                self._log_train(rec)
+            if cfg.ckpt.every_steps and ctx.global_step % cfg.ckpt.every_steps == 0:
+                self._save(si, epoch, b + 1)
+            if cfg.engine.max_steps and ctx.global_step >= cfg.engine.max_steps:
+                stopped = True
+                break
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        if stopped:
+            self._save(si, epoch, b + 1)
+            return True
+        all_reduce_sum(skipped)
+        self.data_skipped += int(skipped.item())
+        ctx.logger.log({"data/skipped": int(skipped.item()), "epoch": epoch}, ctx.global_step, kind="data",
+                       echo=skipped.item() > 0)
+        if cfg.ckpt.save_at_epoch_end:
+            self._save(si, epoch, n_batches)
+        if cfg.engine.eval_every and (epoch + 1) % cfg.engine.eval_every == 0:
+            self.last_eval = (epoch, self.evaluate())
+        return False
+
+    def _run_stage(self, si: int, pos: Position, loader, n_batches: int) -> bool:
+        stage = self.ctx.stage = self.stages[si]
+        sched = stage_scheduler(self.optimizer, stage, self.cfg, n_batches // self.cfg.engine.grad_accum)
+        first = self.first_epoch[si]
+        mid_stage = pos.resumed_from is not None and (pos.epoch > first or pos.start_batch > 0)
+        self.method.on_stage_start(stage, self.ctx, resumed=mid_stage)
+        for epoch in range(max(pos.epoch, first), first + stage.epochs):
+            start, pos.start_batch = pos.start_batch, 0   # only the resumed epoch starts inside
+            if self._run_epoch(si, epoch, start, loader, sched, n_batches):
+                return True
+        return False
+
+    def fit(self) -> dict:
+        t_start = time.time()
+        loader = self.method.build_loaders(self.ctx)
+        accum = self.cfg.engine.grad_accum
+        n_batches = loader.batches_per_epoch() // accum * accum
+        if n_batches == 0:
+            raise ValueError(f"an epoch has {loader.batches_per_epoch()} batches per rank, fewer than "
+                             f"engine.grad_accum={accum}: lower data.batch_size or the number of processes")
+        self.bs_global = self.cfg.data.batch_size * self.ctx.env.world_size
+        pos = self._resume(n_batches)
+        self.last_eval, stopped = None, False
+        self.method.train()
+        try:
+            for si in range(pos.stage_index, len(self.stages)):
+                if self._run_stage(si, pos, loader, n_batches):
+                    stopped = True
+                    break
+        finally:
+            self.guard.remove()
+        return self._finish(stopped, pos.resumed_from, t_start)
+
+    def _finish(self, stopped: bool, resumed_from: str | None, t_start: float) -> dict:
+        ctx = self.ctx
+        fresh = self.last_eval is not None and self.last_eval[0] == ctx.epoch and not stopped
+        final = self.last_eval[1] if fresh else self.evaluate()
+        self.method.on_train_end(ctx)
+        figures = self.method.write_figures(ctx) or []
+        summary = {"metrics": final, "global_step": ctx.global_step, "epochs_done": ctx.epoch + 1,
+                   "stopped_at_max_steps": stopped, "resumed_from": resumed_from,
+                   "world_size": ctx.env.world_size, "wall_time_s": round(time.time() - t_start, 2),
+                   "data_skipped": self.data_skipped, "skipped_steps": self.skipped_steps, "figures": figures}
+        if ctx.env.is_main:
+            with open(os.path.join(ctx.run_dir, "summary.json"), "w") as f:
+                json.dump(summary, f, indent=2)
+        return summary
+
+    # ---- reporting -----------------------------------------------------------------------------------------
+    def _log_train(self, rec: dict) -> None:
+        rec = dict(rec)
         rec["lr"] = max(g["lr"] for g in self.optimizer.param_groups)
         rec |= {"stage": self.ctx.stage.name, "epoch": self.ctx.epoch}
         self.ctx.logger.log(rec, self.ctx.global_step, kind="train", echo=not self.bar)
@@ -120,98 +274,6 @@ class Trainer:
             self.ctx.logger.log(metrics | {"epoch": self.ctx.epoch, "stage": self.ctx.stage.name},
                                 self.ctx.global_step, kind="eval")
         return metrics
-
-    def fit(self) -> dict:
-        cfg, ctx, env = self.cfg, self.ctx, self.ctx.env
-        t_start = time.time()
-        loader = self.method.build_loaders(ctx)
-        accum = cfg.engine.grad_accum
-        n_batches = loader.batches_per_epoch() // accum * accum
-        if n_batches == 0:
-            raise ValueError(f"an epoch has {loader.batches_per_epoch()} batches per rank, fewer than "
-                             f"engine.grad_accum={accum}: lower data.batch_size or the number of processes")
-        self.bs_global = cfg.data.batch_size * env.world_size
-        tag, world_changed, universal = self._resume_point()
-        self._init_engine(universal)
-        self.micro, stage_index, epoch, start_batch, resumed_from = 0, 0, 0, 0, None
-        if tag is not None:
-            client = self._load(tag, world_changed, universal)
-            ctx.global_step, self.micro = client["global_step"], client["micro_step"]
-            stage_index, epoch, start_batch = client["stage_index"], client["epoch"], client["batch_in_epoch"]
-            resumed_from = tag
-            if start_batch >= n_batches:
-                epoch, start_batch = epoch + 1, 0
-            if ctx.env.is_main:
-                print(f"resumed from {self.ckpt_dir}/{tag} at step {ctx.global_step} (epoch {epoch}, batch "
-                      f"{start_batch})" + (f" (written at world size {ckpt.read_meta(self.ckpt_dir, tag)['world_size']})"
-                     if world_changed else ""), flush=True)
-        first_epoch = [sum(s.epochs for s in self.stages[:i]) for i in range(len(self.stages))]
-        while stage_index < len(self.stages) - 1 and epoch >= first_epoch[stage_index] + self.stages[stage_index].epochs:
-            stage_index += 1
-        max_steps = cfg.engine.max_steps
-        self.bar = None
-        metrics, stopped = {}, False
-        self.method.train()
-        for si in range(stage_index, len(self.stages)):
-            stage = ctx.stage = self.stages[si]
-            sched = stage_scheduler(self.optimizer, stage, cfg, n_batches // accum)
-            mid_stage = resumed_from is not None and (epoch > first_epoch[si] or start_batch > 0)
-            self.method.on_stage_start(stage, ctx, resumed=mid_stage)
-            for epoch in range(max(epoch, first_epoch[si]), first_epoch[si] + stage.epochs):
-                ctx.epoch = epoch
-                skipped = torch.zeros(1)
-                self.bar = self._progress(n_batches, start_batch, f"{stage.name} ep {epoch}")
-                for b, batch in enumerate(loader.epoch(epoch, start_batch), start=start_batch):
-                    if b >= n_batches:
-                        break
-                    skipped += int(batch.pop("_skipped", 0))
-                    boundary = (self.micro + 1) % accum == 0
-                    if boundary:   # lr for this update, counted from the stage's first update
-                        sched.step_update(((epoch - first_epoch[si]) * n_batches + b) // accum)
-                    out = self.engine(_to(batch, self.engine.device, self.dtype), stage)
-                    loss = total_loss(out, stage)
-                    self._check_finite(loss, out, f"stage {stage.name}, epoch {epoch}, batch {b}")
-                    self.engine.backward(loss)
-                    self.engine.step()
-                    self.micro += 1
-                    if boundary:
-                        ctx.global_step += 1
-                        if self.bar is not None:
-                            self.bar.update(accum)
-                            self.bar.set_postfix(loss=f"{loss.item():.4g}")
-                        if ctx.global_step % cfg.engine.log_every == 0:
-                            self._log_train(out, loss)
-                        if cfg.ckpt.every_steps and ctx.global_step % cfg.ckpt.every_steps == 0:
-                            self._save(si, epoch, b + 1)
-                        if max_steps and ctx.global_step >= max_steps:
-                            stopped = True
-                            break
-                start_batch = 0
-                if self.bar is not None:
-                    self.bar.close()
-                    self.bar = None
-                if stopped:
-                    self._save(si, epoch, b + 1)
-                    break
-                all_reduce_sum(skipped)
-                ctx.logger.log({"data/skipped": int(skipped.item()), "epoch": epoch}, ctx.global_step, kind="data",
-                               echo=skipped.item() > 0)
-                if cfg.ckpt.save_at_epoch_end:
-                    self._save(si, epoch, n_batches)
-                if cfg.engine.eval_every and (epoch + 1) % cfg.engine.eval_every == 0:
-                    metrics = self.evaluate()
-            if stopped:
-                break
-        final = self.evaluate() if not (metrics and not stopped and cfg.engine.eval_every
-                                        and (ctx.epoch + 1) % cfg.engine.eval_every == 0) else metrics
-        figures = self.method.write_figures(ctx) or []
-        summary = {"metrics": final, "global_step": ctx.global_step, "epochs_done": ctx.epoch + 1,
-                   "stopped_at_max_steps": stopped, "resumed_from": resumed_from,
-                   "world_size": env.world_size, "wall_time_s": round(time.time() - t_start, 2), "figures": figures}
-        if env.is_main:
-            with open(os.path.join(ctx.run_dir, "summary.json"), "w") as f:
-                json.dump(summary, f, indent=2)
-        return summary
 
     def _progress(self, total: int, start: int, desc: str):
         if not (self.ctx.env.is_main and self.cfg.engine.progress):

@@ -6,7 +6,8 @@ A method is one nn.Module holding its model(s) and losses (the DeepSpeed engine 
   - `forward(batch, stage)`: a dict whose `loss/<name>` entries are loss terms (weighted by the stage and
     summed by the engine) and whose other scalar entries are logged;
   - `build_loaders(ctx)`: the training loader (Loader protocol) and anything needed for evaluation;
-  - hooks `on_stage_start`, `evaluate`, `write_figures`.
+  - hooks, called by the engine on every rank: `on_stage_start`, `on_epoch_start`, `on_step_end`, `on_train_end`;
+    `evaluate` and `write_figures` (rank 0) at the end.
 Parameters that never train have requires_grad=False; parameters frozen only in some stages get lr 0 there
 (their optimizer group's lr_scale), so the optimizer and the DeepSpeed engine are built once.
 """
@@ -68,6 +69,16 @@ class Method(nn.Module):
 
     def on_stage_start(self, stage: Stage, ctx: "RunContext", resumed: bool) -> None:
         """Called on every rank before a stage's first step, and again when a run resumes inside it."""
+
+    def on_epoch_start(self, epoch: int, ctx: "RunContext") -> None:
+        """Called on every rank before an epoch's first batch is drawn (also the resumed epoch)."""
+
+    def on_step_end(self, step: int, out: dict[str, float], ctx: "RunContext") -> None:
+        """Called on every rank after optimizer step `step` (1-based); `out` holds the logged, rank-averaged
+        loss (and, on log steps, the method's scalars)."""
+
+    def on_train_end(self, ctx: "RunContext") -> None:
+        """Called on every rank after the last step, before the final evaluation's figures."""
 
     @torch.no_grad()
     def evaluate(self, ctx: "RunContext") -> dict[str, float]:

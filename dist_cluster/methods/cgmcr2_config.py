@@ -8,6 +8,7 @@ the `*_weights` maps switch −R, Rc and Ncut per stage).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 
 @dataclass
@@ -21,19 +22,19 @@ class CgMCR2Config:
     n_hidden: int = 1                  # hidden layers per head (Fig. 5 sweeps 1-4)
     feature_dim: int = 128             # d
     k: int = 10                        # clusters = number of classes
-    activation: str = "gumbel"         # gumbel (paper) | softmax (Table B.6)
+    activation: Literal["gumbel", "softmax"] = "gumbel"         # gumbel (paper) | softmax (Table B.6)
     tau: float = 1.0                   # Gumbel-softmax temperature (B6)
 
     # objective (Eq. 1, 6-9)
     eps: float = 0.5                   # ε of the coding rates
     eps_is_squared: bool = False       # True: ε where the formula has ε², as the reference code (B2)
     gamma: float = 50.0                # γ of the orthogonality penalty
-    orth_form: str = "code"            # code: γ‖·‖_F/k (Table A.3's γ assume it, B3) | paper: (γ/2)‖·‖_F²
+    orth_form: Literal["code", "paper"] = "code"            # code: γ‖·‖_F/k (Table A.3's γ assume it, B3) | paper: (γ/2)‖·‖_F²
     s: int = 20                        # entries kept per affinity row
-    affinity: str = "cosine"           # cosine (paper) | gaussian (Eq. 10) | code (soft-thresholded F Fᵀ, B4)
-    post: str = "topk"                 # topk (paper) | none | ds (doubly stochastic, Eq. 11-12)
+    affinity: Literal["cosine", "gaussian", "code"] = "cosine"           # cosine (paper) | gaussian (Eq. 10) | code (soft-thresholded F Fᵀ, B4)
+    post: Literal["topk", "none", "ds"] = "topk"                 # topk (paper) | none | ds (doubly stochastic, Eq. 11-12)
     sigma: float = 0.5                 # Gaussian bandwidth
-    degree: str = "row"                # row (paper) | col (code), B5
+    degree: Literal["row", "col"] = "row"                # row (paper) | col (code), B5
     symmetrize: bool = False           # use ½(A + Aᵀ)
     detach_affinity: bool = True       # paper Alg. 1 line 7; the code keeps A in the graph
 
@@ -48,8 +49,8 @@ class CgMCR2Config:
     track_all_terms: bool = True       # also compute terms weighted 0 (no gradient) for the learning curves
 
     # evaluation
-    test_labels: str = "argmax"        # argmax of the logits (B7) | gumbel: a fresh Gumbel sample (code)
-    nmi_average: str = "arithmetic"    # scikit-learn's default; "geometric" is the reference code's
+    test_labels: Literal["argmax", "gumbel"] = "argmax"        # argmax of the logits (B7) | gumbel: a fresh Gumbel sample (code)
+    nmi_average: Literal["arithmetic", "geometric", "min", "max"] = "arithmetic"    # scikit-learn's default; "geometric" is the reference code's
     eval_batch_size: int = 1024
     sc_every_eval: bool = False        # CgMCR²-SC at every evaluation (always at the end)
     sc_s: int = 1000                   # CgMCR²-SC: entries kept per row of |ZZᵀ| (B12)

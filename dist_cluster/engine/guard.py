@@ -1,0 +1,56 @@
+"""The non-finite guard: one decision per optimizer step, before `engine.step()`, covering loss and gradients.
+
+Gradient hooks OR a per-tensor finiteness test into a flag on the compute device as backward produces each
+gradient (before any ZeRO partitioning or reduction, so it works at every stage); the loss adds its own test.
+At the accumulation boundary the flag travels in the same all_reduce as the step's logged scalars: one
+collective and one host sync per optimizer step.
+"""
+from __future__ import annotations
+
+import torch
+
+from dist_cluster.distributed import all_reduce_sum, world_size
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+class FiniteGuard:
+    def __init__(self, params, device: torch.device):
+        self.bad = torch.zeros((), device=device)
+        self.handles = [p.register_hook(self._on_grad) for p in params if p.requires_grad]
+
+    def _on_grad(self, grad: torch.Tensor):
+        self.bad.add_(~torch.isfinite(grad).all())
+        return grad
+
+    def check_loss(self, loss: torch.Tensor) -> None:
+        self.bad.add_(~torch.isfinite(loss.detach()))
+
+    def reduce(self, loss: torch.Tensor, scalars: list[torch.Tensor]) -> tuple[bool, list[float]]:
+        """(any rank non-finite since the last call, [loss, *scalars] averaged over ranks); resets the flag."""
+        vec = torch.stack([(self.bad > 0).float(), loss.detach().float().reshape(())]
+                          + [s.detach().float().reshape(()) for s in scalars])
+        all_reduce_sum(vec)
+        vals = vec.tolist()   # the step's one host sync
+        self.bad.zero_()
+        return vals[0] > 0, [v / world_size() for v in vals[1:]]
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+@torch.no_grad()
+def params_finite(module: torch.nn.Module) -> bool:
+    """Whether every parameter (this rank's ZeRO-3 partition where sharded) is finite, agreed by all ranks."""
+    ok = True
+    for p in module.parameters():
+        t = getattr(p, "ds_tensor", None)
+        t = p if t is None else t
+        if t.numel() and not bool(torch.isfinite(t).all()):
+            ok = False
+            break
+    flag = torch.tensor([0.0 if ok else 1.0], device=next(module.parameters()).device)
+    return all_reduce_sum(flag).item() == 0
