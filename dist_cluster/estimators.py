@@ -117,7 +117,7 @@ class CgMCR2(_EngineClusterer):
     def _overrides(self):
         return [f"method.warmup_epochs={self.warmup_epochs}", f"method.finetune_epochs={self.finetune_epochs}",
                 f"method.hidden={self.hidden}", f"method.feature_dim={self.feature_dim}",
-                f"data.batch_size={max(1, self.batch_size // self.processes)}", f"optim.lr={self.lr}"]
+                f"method.global_batch={self.batch_size}", f"optim.lr={self.lr}"]
 
     @torch.no_grad()
     def _outputs(self, x):

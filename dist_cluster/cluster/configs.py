@@ -2,7 +2,7 @@
 
 What depends on the data is set here, then the user's `key=value` overrides apply, then limits are re-checked:
   all       data.train = the user's manifest (evaluated on the same data), data.name = the data's name,
-            per-process batch ≤ N // processes (so the global batch never exceeds N), one log line per epoch,
+            global batch = min(the recipe's batch, N), split over the processes, one log line per epoch,
             no mid-run checkpoints (runs take seconds to minutes; a re-run starts over)
   cgmcr2    recipes/cgmcr2_digits.py; method.in_dim = the features' width; method.global_batch, when set,
             is clamped to N (it overrides data.batch_size)
@@ -55,7 +55,7 @@ def method_config(method: str, data, k: int, overrides: list[str], run_dir: str,
     cfg.name, cfg.seed, cfg.run_dir = f"{method}_{data.name}", seed, run_dir
     d = cfg.data
     d.name, d.train, d.eval = data.name, data.manifest, ""
-    d.batch_size = max(1, min(d.batch_size, data.n // world))
+    d.batch_size = max(1, min(d.batch_size, data.n) // world)   # the recipe's batch is global: same on any world size
     cfg.engine.progress = _tty()     # bars only on a terminal; logs stay one line per epoch
     cfg.ckpt.every_steps, cfg.ckpt.save_at_epoch_end, cfg.ckpt.keep_last = 0, False, 1
     m = cfg.method

@@ -1,0 +1,77 @@
+"""`python -m dist_cluster.cluster` on digits: labelled and unlabelled arrays, KMeans, torchrun, bad inputs."""
+import csv
+import json
+
+import pytest
+
+from cli_helpers import SHORT_CGMCR2, cluster_cli, digits_files
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("digits")
+    return digits_files(folder) | {"root": str(folder / "data"), "tmp": folder}
+
+
+@pytest.fixture(scope="module")
+def labelled(files):
+    run = files["tmp"] / "labelled"
+    out = cluster_cli(files["npz"], "--method", "cgmcr2", "--k", 10, "--run-dir", run, "--data-root", files["root"],
+                      *SHORT_CGMCR2).stdout
+    return run, out
+
+
+def test_labelled_array_gives_clusters_csv_and_an_honest_table(labelled):
+    run, out = labelled
+    rows = list(csv.reader(open(run / "clusters.csv")))
+    assert rows[0] == ["index", "cluster", "confidence"] and len(rows) == 1798
+    assert [int(r[0]) for r in rows[1:]] == list(range(1797))
+    assert all(0 <= int(r[1]) < 10 and 0.0 <= float(r[2]) <= 1.0 for r in rows[1:])
+    summary = json.load(open(run / "summary.json"))
+    table = summary["table"]
+    assert table["data"] == "digits" and "training data" in table["split"] and table["nmi_average"] == "arithmetic"
+    assert {r["input"] for k, r in table["rows"].items() if k.startswith(("kmeans", "spectral"))} == \
+        {"as given", "L2-normalised"}
+    assert 0 <= table["rows"]["cgmcr2"]["acc"] <= 1 and "beaten_by" in table["rows"]["cgmcr2"]
+    assert "CgMCR² on 'digits" in out and "report cost: CgMCR²-SC" in out
+    assert (run / "figures" / "results_table.png").exists() and (run / "figures" / "confusion.png").exists()
+    assert summary["label_free"]["final_loss"] is not None and len(summary["label_free"]["cluster_sizes"]) == 10
+
+
+def test_unlabelled_array_reports_no_accuracy(files):
+    run = files["tmp"] / "unlabelled"
+    out = cluster_cli(files["X"], "--method", "cgmcr2", "--k", 10, "--run-dir", run, "--data-root", files["root"],
+                      *SHORT_CGMCR2).stdout
+    summary = json.load(open(run / "summary.json"))
+    assert "acc" not in summary["metrics"] and "no labels: ACC/NMI/ARI not computed" in out
+    assert all("acc" not in r for r in summary["table"]["rows"].values())
+    assert -1 <= summary["label_free"]["silhouette"] <= 1 and sum(summary["label_free"]["cluster_sizes"]) == 1797
+    assert not (run / "figures" / "confusion.png").exists()
+
+
+def test_kmeans_with_labels_file(files):
+    run = files["tmp"] / "km"
+    out = cluster_cli(files["X"], "--labels", files["y"], "--method", "kmeans", "--k", 10, "--run-dir", run,
+                      "--data-root", files["root"]).stdout
+    rows = json.load(open(run / "results_table.json"))["rows"]
+    assert rows["kmeans"]["acc"] > 0.6 and "KMeans (pre-features)" in out
+    assert len(open(run / "clusters.csv").readlines()) == 1798
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--k", "5000"], "k=5000 clusters but only N=1797 samples"),
+    (["--k", "10", "--labels-key", "classes"], "has no array 'classes' for the labels; arrays found: ['features', 'labels']"),
+])
+def test_bad_inputs_are_refused_before_training(files, args, message):
+    res = cluster_cli(files["npz"], "--method", "cgmcr2", *args, "--data-root", files["root"], check=False)
+    assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes(files):
+    run = files["tmp"] / "torchrun"
+    cluster_cli(files["npz"], "--method", "unic", "--k", 10, "--run-dir", run, "--data-root", files["root"],
+                "method.epochs=2", nproc=2)
+    summary = json.load(open(run / "summary.json"))
+    assert summary["world_size"] == 2 and 0 <= summary["metrics"]["acc"] <= 1
+    assert len(open(run / "clusters.csv").readlines()) == 1798
