@@ -18,6 +18,7 @@ def config() -> ExperimentConfig:
     cfg.data.name = "cifar10_clip_vitl14"
     cfg.data.train = "data/cifar10_clip_vitl14/train.json"
     cfg.data.eval = "data/cifar10_clip_vitl14/eval.json"
+    cfg.ckpt.keep_last, cfg.ckpt.save_at_epoch_end, cfg.ckpt.every_steps = 1, False, 485   # one kept, every 5 epochs
     return cfg
 
 

@@ -15,6 +15,7 @@ def config() -> ExperimentConfig:
     cfg.data.name = "cifar100_clip_vitl14"
     cfg.data.train = "data/cifar100_clip_vitl14/train.json"
     cfg.data.eval = "data/cifar100_clip_vitl14/eval.json"
+    cfg.ckpt.keep_last, cfg.ckpt.save_at_epoch_end, cfg.ckpt.every_steps = 1, False, 240   # one kept, every 10 epochs
     return cfg
 
 

@@ -23,6 +23,7 @@ def config() -> ExperimentConfig:
     cfg.engine.progress = False
     cfg.ckpt.save_at_epoch_end = False
     cfg.ckpt.every_steps = 100
+    cfg.ckpt.keep_last = 1           # a run takes seconds: one checkpoint is enough to resume
     return cfg
 
 

@@ -20,6 +20,7 @@ def config() -> ExperimentConfig:
     cfg.data = cfg.data.__class__(name="fmnist_effnet", backbone="efficientnet_lite0", image_size=112,
                                   batch_size=cfg.data.batch_size, eval_batch_size=2048)
     cfg.engine.log_every = 10
+    cfg.ckpt.keep_last, cfg.ckpt.save_at_epoch_end, cfg.ckpt.every_steps = 1, False, 290   # one kept, every 10 epochs
     return cfg
 
 

@@ -21,6 +21,7 @@ def config() -> ExperimentConfig:
     cfg.data.eval = "data/imagenet_clip_vitl14/eval.json"
     cfg.data.eval_batch_size = 4096
     cfg.ckpt.every_steps = 200
+    cfg.ckpt.keep_last, cfg.ckpt.save_at_epoch_end = 1, False
     return cfg
 
 
