@@ -206,7 +206,7 @@ def run_recipe(config_fn: Callable[[], ExperimentConfig], argv: list[str] | None
     from dist_cluster.engine.rundir import RunDirError
     try:
         summary = run(cfg)
-    except RunDirError as e:
+    except (RunDirError, ConfigError) as e:   # bad input found at start-up (a run dir, k > N, ...)
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2)
     if resolve().is_main and summary.get("metrics"):

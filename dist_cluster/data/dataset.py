@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from webdataset.autodecode import IMAGE_EXTENSIONS, Decoder, imagehandler
 
+from dist_cluster.data import skips
 from dist_cluster.data.manifest import Manifest
 from dist_cluster.data.sampling import mix_seed, seeded_rng
 from dist_cluster.data.tarindex import CorruptSample, ShardIndex, ShardReader
@@ -83,9 +84,10 @@ class RandomAccessDataset:
                 out = self.raw(j)
                 break
             except CorruptSample as e:
-                if j not in self._warned:
+                if j not in self._warned:   # counted through the batch's _skipped flag
                     self._warned.add(j)
-                    log.warning("skipping corrupt sample %d: %s", j, e)
+                    if len(self._warned) <= skips.WARN_FIRST:
+                        log.warning("skipping corrupt sample %d: %s", j, e)
         else:
             raise RuntimeError(f"no readable sample within {MAX_SUBSTITUTES} of index {index} in "
                                f"{self.manifest.path}")
@@ -121,7 +123,8 @@ def load_feature_arrays(manifest: str | Manifest, limit: int = 0) -> tuple[torch
                                                                          torch.Tensor]:
     """A feature split in memory: (features float32 N×D, labels long N, index long N) in manifest order.
 
-    Unreadable samples are left out with a warning (their global indices are then absent from `index`).
+    Unreadable samples are left out and counted (dist_cluster.data.skips; their global indices are then absent
+    from `index`); a non-finite value is an error naming the shard and the sample.
     """
     m = open_manifest(manifest)
     m.check_files()
@@ -137,13 +140,17 @@ def load_feature_arrays(manifest: str | Manifest, limit: int = 0) -> tuple[torch
         for j in range(min(int(m.shards[k]["samples"]), n - base)):
             try:
                 raw = idx.read(j, data)
-                feats.append(_load_npy(raw["npy"], npy))
+                row = _load_npy(raw["npy"], npy)
             except (CorruptSample, KeyError, ValueError, OSError) as e:
-                log.warning("skipping corrupt feature sample %d of %s: %r", j, url, e)
+                skips.record(f"skipping corrupt feature sample {j} of {url}: {e!r}")
                 continue
+            if not np.isfinite(row).all():
+                raise ValueError(f"{url}: feature sample {j} (global index {base + j}) holds NaN or Inf; "
+                                 "rewrite the shards from finite features")
+            feats.append(row)
             labels.append(int(raw.get("cls", b"-1")))
             index.append(base + j)
     if not feats:
-        raise ValueError(f"{m.path}: no readable feature samples")
+        raise ValueError(f"{m.path}: no readable feature samples in {len(m.shards)} shard(s)")
     return (torch.from_numpy(np.stack(feats).astype(np.float32)), torch.tensor(labels, dtype=torch.long),
             torch.tensor(index, dtype=torch.long))

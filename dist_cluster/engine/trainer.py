@@ -15,6 +15,7 @@ import torch
 
 from dist_cluster import checkpoint as ckpt
 from dist_cluster.checkpoint import rng
+from dist_cluster.data import skips
 from dist_cluster.distributed import all_reduce_sum, barrier
 from dist_cluster.engine.device_data import device_batches
 from dist_cluster.engine.guard import FiniteGuard, NonFiniteLossError, params_finite
@@ -197,13 +198,14 @@ class Trainer:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-        if stopped:
-            self._save(si, epoch, b + 1)
-            return True
+        skipped += skips.take()   # skips recorded in this process outside the batches (feature loading)
         all_reduce_sum(skipped)
         self.data_skipped += int(skipped.item())
         ctx.logger.log({"data/skipped": int(skipped.item()), "epoch": epoch}, ctx.global_step, kind="data",
                        echo=skipped.item() > 0)
+        if stopped:
+            self._save(si, epoch, b + 1)
+            return True
         if cfg.ckpt.save_at_epoch_end:
             self._save(si, epoch, n_batches)
         if cfg.engine.eval_every and (epoch + 1) % cfg.engine.eval_every == 0:

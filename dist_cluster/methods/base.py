@@ -93,6 +93,13 @@ class Method(nn.Module):
         return self
 
 
+def check_clusters(k: int, n: int, key: str) -> None:
+    """A clustering method asked for more clusters than it has samples is refused before any training."""
+    if k > n:
+        from dist_cluster.config import ConfigError
+        raise ConfigError(f"{key}={k} clusters, but the training data has only {n} samples; use {key} <= {n}")
+
+
 def total_loss(out: dict[str, Any], stage: Stage) -> torch.Tensor:
     terms = [stage.weight(k[5:]) * v for k, v in out.items() if k.startswith("loss/") and stage.weight(k[5:]) != 0]
     if not terms:

@@ -14,7 +14,7 @@ from torch import nn
 
 from dist_cluster.distributed import world_size
 from dist_cluster.eval import cluster_metrics, gather_in_index_order
-from dist_cluster.methods.base import Method, Stage
+from dist_cluster.methods.base import Method, Stage, check_clusters
 from dist_cluster.methods.cgmcr2_config import CgMCR2Config
 from dist_cluster.methods.cgmcr2_loss import CgMCR2Objective
 from dist_cluster.models.heads import ClusterHead, FeatureHead, memberships, pre_feature_layer
@@ -83,6 +83,7 @@ class CgMCR2(Method):
         self.fit_started = time.time()
         self._arrays = load_arrays(self.cfg.data)
         x, y, idx = self._arrays["train"]
+        check_clusters(self.m.k, len(x), "method.k")
         return TensorLoader(x, y, self.cfg.data.batch_size, self.cfg.seed, ctx.env.rank, ctx.env.world_size,
                             drop_last=True, index=idx)
 

@@ -15,7 +15,7 @@ import torch
 from dist_cluster.clustering import kmeans
 from dist_cluster.distributed import all_gather_varlen, rank, world_size
 from dist_cluster.eval import cluster_metrics, gather_in_index_order
-from dist_cluster.methods.base import Method, Stage
+from dist_cluster.methods.base import Method, Stage, check_clusters
 from dist_cluster.methods.pici_boost import (FEATURE_MODES, EpochHookLoader, epoch_matching, pseudo_labels,
                                              two_view_pass)
 from dist_cluster.methods.pici_config import PICIConfig
@@ -77,10 +77,11 @@ class PICI(Method):
         from dist_cluster.data.prepare import prepare
         cfg, m, env = self.cfg, self.cfg.method, ctx.env
         paths = prepare(cfg.data)
-        train = build.build_train_loader(cfg.data, paths["train"], seed=cfg.seed, rank=env.rank,
-                                         world_size=env.world_size, views=m.views)
         n = build.resolve_manifest(paths["train"], cfg.data.num_samples).total
         n = min(n, cfg.data.train_samples) if cfg.data.train_samples else n
+        check_clusters(m.num_clusters, n, "method.num_clusters")
+        train = build.build_train_loader(cfg.data, paths["train"], seed=cfg.seed, rank=env.rank,
+                                         world_size=env.world_size, views=m.views)
         if self.pseudo.shape[1] != n:
             self.pseudo = torch.full((2, n), -1, dtype=torch.long, device=self.pseudo.device)
         train_as_eval = dataclasses.replace(cfg.data, eval_samples=cfg.data.train_samples,
@@ -155,7 +156,7 @@ class PICI(Method):
         m, n, w, r = self.cfg.method, x.shape[0], world_size(), rank()
         res = kmeans(x[n * r // w:n * (r + 1) // w], k, n_init=m.kmeans_n_init, max_iter=m.kmeans_max_iter,
                      seed=self.cfg.seed, backend=m.kmeans_backend)
-        return all_gather_varlen(res.labels.cpu())
+        return all_gather_varlen(res.labels.to(x.device)).cpu()   # gathered on the compute device
 
     def _two_view_pass(self, ctx) -> dict[str, torch.Tensor]:
         was_training = self.training

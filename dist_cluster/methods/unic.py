@@ -12,7 +12,7 @@ import os
 import numpy as np
 import torch
 
-from dist_cluster.methods.base import Method, Stage
+from dist_cluster.methods.base import Method, Stage, check_clusters
 from dist_cluster.methods.unic_config import UnicConfig  # noqa: F401  (re-exported for recipes)
 from dist_cluster.methods.unic_model import build_backbone, build_head
 from dist_cluster.objectives.neighbor_losses import unic_losses
@@ -58,7 +58,11 @@ class UnicMethod(Method):
         return groups
 
     def build_loaders(self, ctx):
-        return self.data().train_loader(ctx, self._pairs)
+        loader = self.data().train_loader(ctx, self._pairs)
+        anchors = loader.anchors
+        n = anchors.plan.n if hasattr(anchors, "plan") else anchors.m.total
+        check_clusters(self.cfg.method.num_clusters, n, "method.num_clusters")
+        return loader
 
     def _pairs(self, epoch: int, idx: np.ndarray):
         from dist_cluster.methods.unic_pairs import positives

@@ -126,7 +126,8 @@ def mine_or_load(run_dir: str, cfg, get_features, resumed: bool) -> Mined:
 
     def features():
         x, index, labels = get_features()
-        y_all, i_all = all_gather_varlen(labels.long().cpu()), all_gather_varlen(index.long().cpu())
+        dev = x.device   # gathered on the compute device
+        y_all, i_all = (all_gather_varlen(labels.long().to(dev)).cpu(), all_gather_varlen(index.long().to(dev)).cpu())
         box["labels"] = torch.full((len(i_all),), -1, dtype=torch.long).index_put_((i_all,), y_all)
         if rank() == 0:      # written before the mining file, so a mining file always has its labels
             os.makedirs(os.path.dirname(labels_path), exist_ok=True)

@@ -20,6 +20,7 @@ class ToyConfig:
     epochs1: int = 1
     epochs2: int = 2
     nan_at_step: int = -1          # inject a NaN loss at this optimizer step (tests the guard)
+    nan_grad_at_step: int = -1     # a finite loss whose gradient is NaN at this step
     step_sleep: float = 0.0        # slow each step down so a test can kill the run mid-epoch
 
 
@@ -39,6 +40,18 @@ class DigitsLoader:
         for b in range(start_batch, self.batches_per_epoch()):
             idx = perm[b * gb + self.rank * self.bs: b * gb + (self.rank + 1) * self.bs]
             yield {"feature": self.x[idx], "label": self.y[idx], "index": idx, "_skipped": torch.tensor(0)}
+
+
+class _NanGrad(torch.autograd.Function):
+    """Adds 0 to the loss; its backward returns NaN (a finite loss with a damaged gradient)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x * 0
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * float("nan")
 
 
 class ToyMethod(Method):
@@ -75,6 +88,8 @@ class ToyMethod(Method):
         step = self._step_counter = getattr(self, "_step_counter", 0) + 1
         if self.training and step == self.cfg.method.nan_at_step:
             out["loss/ce"] = out["loss/ce"] * float("nan")
+        if self.training and step == self.cfg.method.nan_grad_at_step:
+            out["loss/ce"] = out["loss/ce"] + _NanGrad.apply(logits.sum())
         return out
 
     @torch.no_grad()

@@ -1,0 +1,28 @@
+"""Every sample or shard the data layer skips is counted here, and only the first few are printed.
+
+Loaders running in the training process record into this process-wide count; the engine takes it once per
+epoch, adds the per-batch `_skipped` flags (which also cover worker processes), sums over ranks, and logs
+`data/skipped`. A shard with a thousand bad samples thus gives a few warnings and one summary line an epoch.
+"""
+from __future__ import annotations
+
+import logging
+
+log = logging.getLogger("dist_cluster.data")
+WARN_FIRST = 5
+_state = {"count": 0, "warned": 0}
+
+
+def record(message: str, n: int = 1) -> None:
+    """Count `n` skipped samples; print the message for the first WARN_FIRST records of this process."""
+    _state["count"] += n
+    if _state["warned"] < WARN_FIRST:
+        _state["warned"] += 1
+        tail = "; further skips are counted in data/skipped, not printed" if _state["warned"] == WARN_FIRST else ""
+        log.warning("%s%s", message, tail)
+
+
+def take() -> int:
+    """Skips recorded since the last call (the engine calls it once an epoch)."""
+    n, _state["count"] = _state["count"], 0
+    return n

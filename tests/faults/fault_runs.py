@@ -1,0 +1,53 @@
+"""Launch the toy recipe the way a user would, and fingerprint what a fault must not change."""
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+
+import torch
+
+from dist_cluster import checkpoint as ckpt
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+RECIPE = os.path.join(ROOT, "tests", "runtime", "toy_recipe.py")
+ENV = dict(os.environ, DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1")
+SHORT = ["method.epochs1=1", "method.epochs2=1"]
+
+
+def torchrun(nproc: int) -> list[str]:
+    return [os.path.join(os.path.dirname(sys.executable), "torchrun"), "--nproc_per_node", str(nproc),
+            "--master_port", str(29500 + os.getpid() % 1000)]
+
+
+def toy_cmd(run_dir, *overrides, nproc: int = 1) -> list[str]:
+    return ([sys.executable] if nproc == 1 else torchrun(nproc)) + [RECIPE, f"run_dir={run_dir}", *overrides]
+
+
+def run_toy(run_dir, *overrides, nproc: int = 1, ok: bool = True) -> subprocess.CompletedProcess:
+    res = subprocess.run(toy_cmd(run_dir, *overrides, nproc=nproc), env=ENV, capture_output=True, text=True,
+                         timeout=600)
+    if ok:
+        assert res.returncode == 0, res.stderr[-3000:]
+    return res
+
+
+def tree_hashes(path) -> dict[str, str]:
+    """sha256 of every file under path (relative names)."""
+    out = {}
+    for root, _, files in os.walk(path):
+        for f in files:
+            full = os.path.join(root, f)
+            with open(full, "rb") as fh:
+                out[os.path.relpath(full, path)] = hashlib.sha256(fh.read()).hexdigest()
+    return out
+
+
+def checkpoint_weights(ckpt_dir: str, tag: str) -> dict[str, torch.Tensor]:
+    return torch.load(os.path.join(ckpt_dir, tag, "mp_rank_00_model_states.pt"), weights_only=False)["module"]
+
+
+def all_checkpoints_finite(ckpt_dir: str) -> bool:
+    return all(all(torch.isfinite(v).all() for v in checkpoint_weights(ckpt_dir, t).values())
+               for t in ckpt.complete_tags(ckpt_dir))

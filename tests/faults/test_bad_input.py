@@ -1,0 +1,147 @@
+"""D3-D8, D10: bad input is refused before work starts with the file, key or index; skips are counted."""
+import json
+import logging
+import os
+import subprocess
+import sys
+import tarfile
+
+import numpy as np
+import pytest
+
+from dist_cluster.data import skips
+from dist_cluster.data.dataset import load_feature_arrays
+from dist_cluster.data.manifest import Manifest
+from dist_cluster.data.sources import FeatureSource
+from dist_cluster.data.writer import write_shards
+from fault_runs import ENV, ROOT, SHORT, run_toy, tree_hashes
+
+
+def recipe(name, *overrides, cwd=ROOT):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "recipes", f"{name}.py"), *overrides], env=ENV,
+                          capture_output=True, text=True, timeout=600, cwd=cwd)
+
+
+def feature_shards(out_dir, n=40, per_shard=10, values=None):
+    x = np.arange(n * 3, dtype=np.float32).reshape(n, 3) if values is None else values
+    return write_shards(FeatureSource(x, np.arange(n) % 4, list("abcd"), {}), str(out_dir), "train",
+                        samples_per_shard=per_shard, progress=False)
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    """The digits pixel shards, written once for the module (data.root of the runs below)."""
+    root = tmp_path_factory.mktemp("data")
+    from dist_cluster.data import DataConfig, prepare
+    paths = prepare(DataConfig(name="digits_pixels", root=str(root)))
+    return root, paths
+
+
+def test_damaged_feature_shard_is_counted_in_data_skipped(digits, tmp_path):
+    """D3: a garbage-filled member is skipped and counted in metrics.jsonl and summary.json, not dropped silently."""
+    root, paths = digits
+    import shutil
+    copy = tmp_path / "shards"
+    shutil.copytree(os.path.dirname(paths["train"]), copy)
+    m = Manifest.load(str(copy / os.path.basename(paths["train"])))
+    with tarfile.open(m.url(0)) as t:
+        member = [x for x in t.getmembers() if x.name.endswith(".npy")][3]
+    with open(m.url(0), "r+b") as f:             # garbage over one sample's bytes
+        f.seek(member.offset_data)
+        f.write(b"\xff" * member.size)
+    run_dir = tmp_path / "run"
+    res = recipe("cgmcr2_digits", f"run_dir={run_dir}", f"data.train={m.path}", f"data.eval={m.path}",
+                 f"data.root={root}", "engine.max_steps=2", "method.baselines=[]", "data.batch_size=256")
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = [json.loads(x) for x in open(run_dir / "metrics.jsonl")]
+    assert sum(r.get("data/skipped", 0) for r in rows if r["kind"] == "data") >= 1
+    assert json.load(open(run_dir / "summary.json"))["data_skipped"] >= 1
+
+
+def test_non_finite_features_are_refused_at_load_naming_shard_and_sample(tmp_path):
+    """D4 (load time): the error names the shard, the sample and its global index."""
+    x = np.ones((30, 3), dtype=np.float32)
+    x[17, 1] = np.nan
+    path = feature_shards(tmp_path, n=30, values=x)
+    with pytest.raises(ValueError, match=r"train-000001\.tar: feature sample 7 \(global index 17\) holds NaN"):
+        load_feature_arrays(path)
+
+
+def test_more_clusters_than_samples_is_refused_at_start_up(digits, tmp_path):
+    """D5: CgMCR² and PICI refuse k > N before the first step, as a one-line error."""
+    root, _ = digits
+    res = recipe("cgmcr2_digits", f"run_dir={tmp_path / 'c'}", f"data.root={root}", "method.k=2000")
+    assert res.returncode == 2
+    assert "method.k=2000 clusters, but the training data has only 1797 samples" in res.stderr
+    assert not (tmp_path / "c" / "checkpoints" / "latest").exists()
+    res = recipe("pici_digits", f"run_dir={tmp_path / 'p'}", f"data.root={root}", "method.num_clusters=2000")
+    assert res.returncode == 2 and "method.num_clusters=2000 clusters" in res.stderr
+    assert not os.path.exists(tmp_path / "p" / "metrics.jsonl") or "train" not in open(tmp_path / "p" / "metrics.jsonl").read()
+
+
+def test_empty_and_broken_manifests_are_named(tmp_path):
+    """D6/D8: a 0-byte manifest, invalid JSON, a manifest with no samples."""
+    empty = tmp_path / "empty.json"
+    empty.write_text("")
+    with pytest.raises(ValueError, match=f"manifest {empty} is empty"):
+        Manifest.load(str(empty))
+    broken = tmp_path / "broken.json"
+    broken.write_text("{\"format\": ")
+    with pytest.raises(ValueError, match=f"manifest {broken} is not valid JSON"):
+        Manifest.load(str(broken))
+    none = tmp_path / "none.json"
+    none.write_text(json.dumps({"format": "dist_cluster.shards/1", "shards": [], "total": 0}))
+    with pytest.raises(ValueError, match=f"manifest {none} lists no samples"):
+        Manifest.load(str(none))
+
+
+def test_bad_choices_are_refused_before_config_yaml_is_written(tmp_path):
+    """D7: Literal fields checked by the override parser, in the recipe run and in slurm/submit.py."""
+    res = run_toy(tmp_path, "engine.zero_stage=7", ok=False)
+    assert res.returncode == 2 and "expected one of [0, 1, 2, 3]" in res.stderr
+    assert not (tmp_path / "config.yaml").exists()
+    res = recipe("unic_fmnist", f"run_dir={tmp_path}", "method.mode=foo")
+    assert res.returncode == 2 and "bad value 'foo' for 'method.mode'" in res.stderr
+    assert not (tmp_path / "config.yaml").exists()
+    res = subprocess.run([sys.executable, os.path.join(ROOT, "slurm", "submit.py"), "recipe=unic_fmnist",
+                          "method.mode=foo", "--dry-run"], env=ENV, capture_output=True, text=True, timeout=120)
+    assert res.returncode != 0 and "bad value 'foo' for 'method.mode'" in res.stderr
+
+
+def test_unwritable_checkpoints_folder_is_said_in_those_words(tmp_path):
+    """D8: the checkpoints folder cannot be created (a file is in the way)."""
+    (tmp_path / "checkpoints").write_text("not a folder")
+    res = run_toy(tmp_path, *SHORT, ok=False)
+    assert res.returncode == 2
+    assert f"the checkpoints folder {tmp_path}/checkpoints cannot be written" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_many_bad_samples_give_a_few_warnings_and_a_count(tmp_path, caplog):
+    """D8: 30 unreadable samples → WARN_FIRST warnings, every one counted."""
+    path = feature_shards(tmp_path, n=40, per_shard=40)
+    m = Manifest.load(path)
+    with tarfile.open(m.url(0)) as t:
+        members = [x for x in t.getmembers() if x.name.endswith(".npy")][:30]
+    with open(m.url(0), "r+b") as f:
+        for mem in members:
+            f.seek(mem.offset_data)
+            f.write(b"\x00" * mem.size)
+    skips.take()
+    with caplog.at_level(logging.WARNING, logger="dist_cluster.data"):
+        x, _, _ = load_feature_arrays(path)
+    assert len(x) == 10 and skips.take() == 30
+    assert len([r for r in caplog.records if "skipping" in r.getMessage()]) == skips.WARN_FIRST
+
+
+def test_deepspeeds_zero_to_fp32_works_without_a_tag(tmp_path):
+    """D10: the `latest` pointer names the newest complete checkpoint, so DeepSpeed's own tool needs no --tag."""
+    run_toy(tmp_path, *SHORT, "engine.zero_stage=3", "engine.max_steps=6", "ckpt.every_steps=3")
+    d = tmp_path / "checkpoints"
+    assert (d / "latest").read_text() == "step000000006"
+    before = tree_hashes(d)
+    res = subprocess.run([sys.executable, str(d / "zero_to_fp32.py"), str(d), str(tmp_path / "fp32")], env=ENV,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert os.listdir(tmp_path / "fp32")
+    assert tree_hashes(d) == before
