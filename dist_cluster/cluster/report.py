@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 
-from dist_cluster.cluster.table import (baseline_rows, format_table, mark_beaten, score_row, table_png,
+from dist_cluster.cluster.table import (NAMES, baseline_rows, format_table, mark_beaten, score_row, table_png,
                                         title_line)
 
 TITLES = {"cgmcr2": "CgMCR²", "unic": "UNIC", "pici": "PICI", "kmeans": "KMeans"}
@@ -64,6 +64,8 @@ def write_report(method: str, data, k: int, runs, best, selection: dict, run_dir
     rows = build_rows(method, pred, x, y, k, seed, nmi_average, best)
     title = title_line(TITLES[method], data.name, data.n, k, y is not None, SPLIT, nmi_average, world)
     names = {method: f"{TITLES[method]} (learned)"}
+    if data.kind == "image":     # the baselines see grey pixels at ≤ 32 px
+        names |= {k: v.replace("pre-features", "pixels") for k, v in NAMES.items()}
     if method == "cgmcr2":
         from dist_cluster.methods.cgmcr2_report import NAMES as names
     text = format_table(rows, title, names)
