@@ -49,8 +49,11 @@ def format_table(rows: dict[str, dict], title: str) -> str:
 
 def data_label(data_cfg) -> str:
     """The data the run read: the manifest's own name when data.train is given, else the named data set."""
+    from dist_cluster.data.prepare import BUILDERS
     if not data_cfg.train:
         return data_cfg.name
+    if data_cfg.name and data_cfg.name not in BUILDERS:      # named by the user (the CLI names it after DATA)
+        return f"{data_cfg.name} ({data_cfg.train})"
     try:
         from dist_cluster.data import Manifest
         name = Manifest.load(data_cfg.train).source.get("name", "")

@@ -84,3 +84,20 @@ def test_image_folders_with_and_without_class_folders(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="no image files found"):
         resolve_data(str(tmp_path / "empty"), str(tmp_path / "data"))
+
+
+def test_make_shards_features_from_npy_with_labels_file_and_clear_key_error(arrays, capsys):
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools"))
+    import make_shards
+    tmp, x, y = arrays
+    np.save(tmp / "x.npy", x)
+    np.save(tmp / "y.npy", y)
+    make_shards.main(["features", "--path", str(tmp / "x.npy"), "--labels", str(tmp / "y.npy"), "--out",
+                      str(tmp / "s"), "--workers", "1", "--no-progress"])
+    f, lab, _ = load_feature_arrays(str(tmp / "s" / "train.json"))
+    assert torch.equal(f, torch.from_numpy(x)) and lab.tolist() == [0, 1] * 20
+    np.savez(tmp / "d.npz", feats=x)
+    with pytest.raises(SystemExit, match=r"has no array 'features' for the features; arrays found: \['feats'\]"):
+        make_shards.main(["features", "--path", str(tmp / "d.npz"), "--features-key", "features", "--out",
+                          str(tmp / "s2"), "--no-progress"])
