@@ -120,10 +120,12 @@ def init_distributed(env: DistEnv, timeout_min: float = 30.0) -> torch.device:
 def shutdown(*objs) -> None:
     """Drop the engine, collect, barrier, destroy the group: avoids a gloo abort at interpreter exit."""
     import torch.distributed as dist
+
+    from dist_cluster.distributed import barrier
     del objs
     gc.collect()
     if dist.is_available() and dist.is_initialized():
-        dist.barrier()
+        barrier()
         dist.destroy_process_group()
 
 

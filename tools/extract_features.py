@@ -46,8 +46,9 @@ def main(argv=None) -> None:
         torch.set_num_threads(args.threads)
     if env.world_size > 1 and not dist.is_initialized():
         env.export()
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    device = f"cuda:{env.local_rank}" if torch.cuda.is_available() else "cpu"
+        from dist_cluster.launch import process_group_backend
+        dist.init_process_group(process_group_backend(torch.cuda.is_available()))
+    device = f"cuda:{env.local_rank % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu"
     if args.images:
         jobs = {args.split: args.images}
     else:
@@ -63,7 +64,8 @@ def main(argv=None) -> None:
     with lock:
         run(jobs, args, env, device, t0)
     if dist.is_initialized():
-        dist.barrier()
+        from dist_cluster.distributed import barrier
+        barrier()
         dist.destroy_process_group()
 
 
