@@ -46,7 +46,7 @@ class Trainer:
     def _init_engine(self, load_universal: bool):
         import deepspeed
         cuda = self.ctx.device.type == "cuda"
-        self.channels_last = cuda and self.cfg.engine.channels_last and getattr(self.method, "convolutional", False)
+        self.channels_last = cuda and self.cfg.engine.channels_last and self.method.convolutional
         if self.channels_last:
             self.method.to(memory_format=torch.channels_last)
         self.optimizer = build_optimizer(self.method, self.cfg.optim)

@@ -51,6 +51,8 @@ class Loader(Protocol):
 class Method(nn.Module):
     """Base class; subclasses set `self.cfg` and build their modules in __init__(cfg: ExperimentConfig)."""
 
+    convolutional = False   # True: on GPUs the engine uses channels_last memory for the model and image batches
+
     def stages(self) -> list[Stage]:
         raise NotImplementedError
 

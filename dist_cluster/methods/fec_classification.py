@@ -23,6 +23,8 @@ from dist_cluster.methods.fec_classification_config import FecClassificationConf
 
 
 class FecClassification(Method):
+    convolutional = True   # NHWC (channels_last) on GPUs
+
     def __init__(self, cfg):
         super().__init__()
         from dist_cluster.data import Manifest
@@ -49,7 +51,8 @@ class FecClassification(Method):
                            num_classes=n_cls) if mixing else None
         self.train_loss = SoftTargetCrossEntropy() if mixing else (
             LabelSmoothingCrossEntropy(m.smoothing) if m.smoothing > 0 else torch.nn.CrossEntropyLoss())
-        self.num_classes, self._ctx = n_cls, None
+        self.num_classes = n_cls
+        self._rank, self._steps_done = 0, 0   # seeds Mixup/CutMix per (step, rank); set by the hooks
         self._alphas = [p for n, p in self.model.named_parameters() if n.endswith("sim_alpha")]
 
     def manifests(self) -> dict[str, str]:
@@ -64,30 +67,27 @@ class FecClassification(Method):
 
     def build_loaders(self, ctx):
         from dist_cluster.data import build_train_loader
-        self._ctx = ctx
         return build_train_loader(self.cfg.data, self.manifests()["train"], seed=self.cfg.seed, rank=ctx.env.rank,
                                   world_size=ctx.env.world_size, views="train")
 
     def on_stage_start(self, stage, ctx, resumed: bool) -> None:
+        self._rank, self._steps_done = ctx.env.rank, ctx.global_step
         if self.ema is not None:   # its stochastic-rounding generator must live where the weights now are
             device = next(self.ema.module.parameters()).device
             if self.ema._sr_generator.device != device:
                 self.ema._sr_generator = torch.Generator(device=device).manual_seed(self.cfg.seed)
 
-    def _step(self) -> int:
-        return self._ctx.global_step if self._ctx is not None else 0
-
     @torch.no_grad()
-    def _update_ema(self) -> None:
-        """EMA of the weights after each optimizer step, applied lazily (before the next forward/evaluation)."""
-        step = self._step()
+    def on_step_end(self, step: int, out: dict, ctx) -> None:
+        """EMA of the weights after each optimizer step."""
+        self._steps_done = step
         if self.ema is not None and step > int(self.ema_step):
             self.ema.update(self.model, step=step)
             self.ema_step.fill_(step)
 
     def _mix(self, x, y, index):
-        rank = self._ctx.env.rank if self._ctx is not None else 0
-        seq = np.random.SeedSequence([self.cfg.seed, self._step(), rank, int(index[0]) if len(index) else 0])
+        seq = np.random.SeedSequence([self.cfg.seed, self._steps_done, self._rank,
+                                      int(index[0]) if len(index) else 0])
         state = np.random.get_state()
         np.random.seed(int(seq.generate_state(1)[0]))
         try:
@@ -97,8 +97,6 @@ class FecClassification(Method):
 
     def forward(self, batch: dict, stage: Stage) -> dict[str, torch.Tensor]:
         x, y = batch["image"], batch["label"]
-        if self.training:
-            self._update_ema()
         if self.training and self.mixup is not None:
             x, target = self._mix(x, y, batch["index"])
             logits = self.model(x)
@@ -114,7 +112,6 @@ class FecClassification(Method):
     @torch.no_grad()
     def evaluate(self, ctx) -> dict[str, float]:
         from dist_cluster.data import build_eval_loader
-        self._update_ema()
         models = {"": self.model} | ({"ema_": self.ema.module} if self.ema is not None else {})
         param = next(self.model.parameters())
         k = min(5, self.num_classes)

@@ -16,7 +16,7 @@ from dist_cluster.clustering import kmeans
 from dist_cluster.distributed import all_gather_varlen, rank, world_size
 from dist_cluster.eval import cluster_metrics, gather_in_index_order
 from dist_cluster.methods.base import Method, Stage, check_clusters
-from dist_cluster.methods.pici_boost import (FEATURE_MODES, EpochHookLoader, epoch_matching, pseudo_labels,
+from dist_cluster.methods.pici_boost import (FEATURE_MODES, epoch_matching, pseudo_labels,
                                              two_view_pass)
 from dist_cluster.methods.pici_config import PICIConfig
 from dist_cluster.models.vit_mae import PICINet
@@ -46,7 +46,6 @@ class PICI(Method):
         self.register_buffer("pseudo", torch.full((2, 0), -1, dtype=torch.long))
         self.register_buffer("mapping", torch.arange(m.num_clusters).repeat(2, 1))   # k-means id → head id
         self.register_buffer("mapping_epoch", torch.tensor(-1))
-        self._stage = self._ctx = None
         self._heads_cache = None        # (global_step, [c_a, c_b]) of the last no-grad pass
         self.best_acc = float("nan")    # label-leaking diagnostic only (SPEC P7-9)
         self.last_eval: dict = {}
@@ -95,7 +94,7 @@ class PICI(Method):
         else:
             self.eval_loader = build.build_eval_loader(cfg.data, paths["eval"], rank=env.rank,
                                                        world_size=env.world_size)
-        return EpochHookLoader(train, self._before_epoch)
+        return train
 
     # --- training step --------------------------------------------------------------------------------------
     def forward(self, batch: dict, stage: Stage) -> dict[str, torch.Tensor]:
@@ -133,7 +132,6 @@ class PICI(Method):
 
     # --- boosting: pseudo-labels at the stage start, matching at each epoch start -----------------------------
     def on_stage_start(self, stage: Stage, ctx, resumed: bool) -> None:
-        self._stage, self._ctx = stage, ctx
         if stage.weight("cli") == 0:
             return
         if self.pseudo.numel() and bool((self.pseudo >= 0).all()):
@@ -167,8 +165,8 @@ class PICI(Method):
         finally:
             self.train(was_training)
 
-    def _before_epoch(self, epoch: int) -> None:
-        stage, ctx = self._stage, self._ctx
+    def on_epoch_start(self, epoch: int, ctx) -> None:
+        stage = ctx.stage
         if stage is None or stage.weight("cli") == 0 or self.cfg.method.match_scope != "epoch":
             return
         if int(self.mapping_epoch) == epoch:

@@ -64,21 +64,3 @@ def epoch_matching(pseudo: torch.Tensor, heads: list[torch.Tensor], num_clusters
         stats[f"cli/nmi_pseudo_head_{view}"] = float(normalized_mutual_info_score(p.numpy(), q.numpy()))
         stats[f"cli/matched_agreement_{view}"] = float((mapping[p] == q).float().mean())
     return torch.stack(maps), stats
-
-
-class EpochHookLoader:
-    """The training loader, with `hook(epoch)` run on every rank before each epoch's first batch (the boost
-    stage's per-epoch matching sits there, so the engine needs no method-specific code)."""
-
-    def __init__(self, inner, hook: Callable[[int], None]):
-        self.inner, self.hook = inner, hook
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-    def batches_per_epoch(self) -> int:
-        return self.inner.batches_per_epoch()
-
-    def epoch(self, epoch: int, start_batch: int = 0):
-        self.hook(epoch)
-        return self.inner.epoch(epoch, start_batch)

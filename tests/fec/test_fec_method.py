@@ -66,19 +66,16 @@ def test_recipe_is_the_paper_protocol_and_takes_two_steps(images, tmp_path, reci
 
 def test_ema_follows_optimizer_steps(images, tmp_path):
     _, method, ctx = make(images, tmp_path, "fec_small", "method.num_classes=3", "method.ema_decay=0.5")
-    batch = next(method.build_loaders(ctx).epoch(0))
-    stage = method.stages()[0]
     w = lambda mod: mod.head.weight.detach().clone()   # noqa: E731
     for step in (1, 2):
         with torch.no_grad():
             method.model.head.weight.add_(1.0)        # stands in for an optimizer step
         before = w(method.ema.module)
-        ctx.global_step = step
-        method(batch, stage)
+        method.on_step_end(step, {"loss": 0.0}, ctx)   # the engine calls it after each optimizer step
         expected = w(method.model) if step == 1 else 0.5 * before + 0.5 * w(method.model)  # timm: decay 0 at step 1
         torch.testing.assert_close(w(method.ema.module), expected)
         assert int(method.ema_step) == step
-        method(batch, stage)                          # a second micro-batch of the same step: no update
+        method.on_step_end(step, {"loss": 0.0}, ctx)   # the same step again (a replay): no second update
         torch.testing.assert_close(w(method.ema.module), expected)
 
 
@@ -92,7 +89,7 @@ def test_mixup_is_seeded_by_step_and_leaves_numpy_alone(images, tmp_path):
     assert np.array_equal(np.random.get_state()[1], state)
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     assert not torch.equal(a[0], batch["image"])                                # it did mix
-    ctx.global_step = 7
+    method.on_step_end(7, {"loss": 0.0}, ctx)   # the mix seed follows the steps done
     c = method._mix(batch["image"].clone(), batch["label"], batch["index"])
     assert not torch.equal(a[1], c[1]) or not torch.equal(a[0], c[0])
     torch.testing.assert_close(a[1].sum(1), torch.ones(4))                      # soft targets with smoothing

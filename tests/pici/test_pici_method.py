@@ -6,7 +6,7 @@ import torch
 from dist_utils import run_world
 from dist_cluster.config import ExperimentConfig
 from dist_cluster.methods.pici import PICI
-from dist_cluster.methods.pici_boost import EpochHookLoader, epoch_matching, kmeans_features, two_view_pass
+from dist_cluster.methods.pici_boost import epoch_matching, kmeans_features, two_view_pass
 from dist_cluster.methods.pici_config import tiny_pici
 
 torch.set_num_threads(1)
@@ -76,7 +76,7 @@ def test_boost_targets_are_the_matched_pseudo_labels_of_each_sample_index():
         m(b, st)
 
 
-def test_epoch_matching_recovers_the_permutation_and_the_hook_runs_before_each_epoch():
+def test_epoch_matching_recovers_the_permutation():
     g = torch.Generator().manual_seed(0)
     p = torch.randint(0, 5, (2, 300), generator=g)
     perms = [torch.randperm(5, generator=g) for _ in range(2)]
@@ -84,18 +84,6 @@ def test_epoch_matching_recovers_the_permutation_and_the_hook_runs_before_each_e
     mapping, stats = epoch_matching(p, heads, 5)
     assert torch.equal(mapping, torch.stack(perms))
     assert stats["cli/nmi_pseudo_head_a"] == pytest.approx(1.0) and stats["cli/matched_agreement_b"] == 1.0
-
-    class Inner:
-        def batches_per_epoch(self):
-            return 3
-
-        def epoch(self, e, start=0):
-            calls.append(("epoch", e, start))
-            return iter(range(start, 3))
-
-    calls = []
-    loader = EpochHookLoader(Inner(), lambda e: calls.append(("hook", e)))
-    assert list(loader.epoch(4, 1)) == [1, 2] and calls == [("hook", 4), ("epoch", 4, 1)]
 
 
 def test_minmax_features_are_scaled_per_chunk_and_l2_features_are_unit_norm():

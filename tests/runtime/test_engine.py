@@ -132,3 +132,19 @@ def test_gradient_accumulation_matches_the_larger_batch_and_keeps_last_k(tmp_pat
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-4
     assert json.load(open(tmp_path / "acc" / "summary.json"))["global_step"] == 112   # optimizer steps
     assert len(ckpt.complete_tags(str(tmp_path / "big" / "checkpoints"))) == 2
+
+
+def test_hooks_run_in_order_and_a_resume_replays_only_the_unfinished_epoch(tmp_path):
+    run(1, tmp_path, *SHORT, "method.log_hooks=true", "engine.max_steps=70")
+    run(1, tmp_path, *SHORT, "method.log_hooks=true")
+    events = [json.loads(x) for x in open(tmp_path / "hooks.jsonl")]
+    names = [e[0] for e in events]
+    # 56 steps an epoch: stage 1 = epoch 0, stage 2 = epoch 1; the first run stops at step 70 inside epoch 1
+    assert events[:2] == [["stage_start", "head_only", 0], ["epoch_start", 0, 0]]
+    assert ["stage_start", "all", 56] in events and ["epoch_start", 1, 56] in events
+    assert ["stage_start", "all", 70] in events and ["epoch_start", 1, 70] in events   # the resumed epoch
+    assert names.count("train_end") == 2 and events[-1] == ["train_end", 112]
+    steps = [e[1] for e in events if e[0] == "step_end"]
+    assert steps == [10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110]
+    losses = dict(train_losses(tmp_path))
+    assert all(abs(losses[e[1]] - e[2]) < 1e-5 for e in events if e[0] == "step_end" and e[1] in losses)

@@ -21,6 +21,7 @@ class ToyConfig:
     epochs2: int = 2
     nan_at_step: int = -1          # inject a NaN loss at this optimizer step (tests the guard)
     nan_grad_at_step: int = -1     # a finite loss whose gradient is NaN at this step
+    log_hooks: bool = False        # write every hook call to run_dir/hooks.jsonl
     step_sleep: float = 0.0        # slow each step down so a test can kill the run mid-epoch
 
 
@@ -72,6 +73,27 @@ class ToyMethod(Method):
 
     def param_groups(self):
         return {"body": list(self.body.parameters()), "head": list(self.head.parameters())}
+
+    def on_stage_start(self, stage, ctx, resumed):
+        self.hook_log("stage_start", stage.name, ctx.global_step)
+
+    def on_epoch_start(self, epoch, ctx):
+        self.hook_log("epoch_start", epoch, ctx.global_step)
+
+    def on_step_end(self, step, out, ctx):
+        if step % 10 == 0:
+            self.hook_log("step_end", step, round(out["loss"], 6))
+
+    def on_train_end(self, ctx):
+        self.hook_log("train_end", ctx.global_step)
+
+    def hook_log(self, *event):
+        """Rank 0 appends each hook call to <run_dir>/hooks.jsonl (the engine test reads the order)."""
+        import json
+        import os
+        if self.cfg.method.log_hooks and int(os.environ.get("RANK", 0)) == 0:
+            with open(os.path.join(self.cfg.resolved_run_dir(), "hooks.jsonl"), "a") as f:
+                f.write(json.dumps(event) + "\n")
 
     def build_loaders(self, ctx):
         return DigitsLoader(self.x, self.y, self.cfg.data.batch_size, self.cfg.seed, ctx.env.rank,
