@@ -1,12 +1,14 @@
 """k-means over row-sharded data: every rank holds some rows; centroids end up identical on all ranks.
 
-Lloyd iterations as scikit-learn runs them, on the data centred on their mean: assign and sum each
-cluster's rows in one pass (per chunk in the data's dtype, accumulated in float64), all_reduce sums and
-counts in one collective, relocate empty clusters to the points farthest from their centres (globally, ties
-by the smaller global index), stop when no label changes or the centre shift Σ‖Δc‖² ≤ tol · mean
-per-feature variance, then assign once more so labels match the returned centres. Distances are computed
-`chunk` rows at a time (memory chunk × k). `backend="sklearn"` gathers the rows to rank 0, runs
-scikit-learn's KMeans there and broadcasts centres and labels (reference parity, e.g. for PICI).
+Lloyd iterations as scikit-learn runs them, on the data centred on their mean (centred once, in a contiguous
+copy in the working dtype, float32 unless the data are float64; row norms computed once): each iteration is
+one fused pass over the rows (`LloydPass`: nearest centre and the per-cluster sums, accumulated in float64),
+then one collective for sums, counts and the number of changed labels. Empty clusters move to the points
+farthest from their centres (globally, ties by the smaller global index). Stop when no label changes (the
+last pass's labels already match the centres) or when the centre shift Σ‖Δc‖² ≤ tol · mean per-feature
+variance (then one assignment pass without sums, so labels match the returned centres).
+`backend="sklearn"` gathers the rows to rank 0, runs scikit-learn's KMeans there and broadcasts centres and
+labels (reference parity, e.g. for PICI).
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+from dist_cluster.clustering.lloyd_pass import LloydPass
 from dist_cluster.clustering.seeding import kmeans_plusplus, random_rows, shard_offsets
 from dist_cluster.distributed import all_gather_varlen, all_reduce_sum, broadcast, rank
 
@@ -26,48 +29,31 @@ class KMeansResult:
     n_iter: int
 
 
-def assign(x: torch.Tensor, centroids: torch.Tensor, chunk: int = 8192, shift: torch.Tensor | None = None,
+def assign(x: torch.Tensor, centroids: torch.Tensor, chunk: int | None = None, shift: torch.Tensor | None = None,
            sums: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Nearest centroid (ties: smaller id) and its squared distance (float64) for every row.
 
     shift: subtracted from every row first (the centroids must be given in the shifted coordinates).
     sums: if given, a (k, d) float64 tensor to which each cluster's (shifted) rows are added, in the same pass.
     """
-    labels = torch.empty(x.shape[0], dtype=torch.long, device=x.device)
-    d2 = torch.empty(x.shape[0], dtype=torch.float64, device=x.device)
-    c_sq = (centroids * centroids).sum(1)
-    for a in range(0, x.shape[0], chunk):
-        xb = x[a:a + chunk] if shift is None else x[a:a + chunk] - shift
-        m, i = (c_sq - 2 * xb @ centroids.T).min(1)     # ‖x‖² left out of the argmin, as scikit-learn does
-        labels[a:a + chunk] = i
-        d2[a:a + chunk] = (m.double() + (xb * xb).sum(1).double()).clamp_min(0)
-        if sums is not None:     # a chunk's sums in the data's dtype, accumulated in float64
-            sums += xb.new_zeros(sums.shape).index_add_(0, i, xb).double()
-    return labels, d2
+    with LloydPass(x, centroids.shape[0], chunk, mu=shift) as fused:
+        got = fused.run(centroids, sums is not None)[0]
+    if sums is not None:
+        sums += got
+    return fused.labels, fused.sq_dist()
 
 
-def kmeans_predict(x: torch.Tensor, centroids: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
+def kmeans_predict(x: torch.Tensor, centroids: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
     return assign(x, centroids.to(x), chunk)[0]
 
 
-def _assign_and_reduce(x, c, labels_old, mu, chunk):
-    """Labels, distances, and the global per-cluster sums (float64), counts and number of changed labels."""
-    k = c.shape[0]
-    sums = torch.zeros((k, x.shape[1]), dtype=torch.float64, device=x.device)
-    labels, d2 = assign(x, c, chunk, mu, sums)
-    counts = torch.bincount(labels, minlength=k).double()
-    changed = (labels != labels_old).sum().double().reshape(1)
-    packed = all_reduce_sum(torch.cat([sums.flatten(), counts, changed]))     # one collective per iteration
-    return labels, d2, packed[:sums.numel()].view_as(sums), packed[sums.numel():-1], int(packed[-1])
-
-
-def _relocate_empty(x, d2, labels, sums, counts, offsets, mu):
+def _relocate_empty(xc, d2, labels, sums, counts, offsets):
     """Move the globally farthest points into the empty clusters (scikit-learn's rule), deterministically."""
     empty = (counts == 0).nonzero().squeeze(1)
     m = min(len(empty), int(offsets[-1]))
     top = torch.argsort(d2, descending=True, stable=True)[:m]     # ties: smaller index first
     d2_all, gid_all = all_gather_varlen(d2[top]), all_gather_varlen(top + offsets[rank()])
-    rows_all, old_all = all_gather_varlen((x[top] - mu).double()), all_gather_varlen(labels[top])
+    rows_all, old_all = all_gather_varlen(xc[top].double()), all_gather_varlen(labels[top])
     order = torch.argsort(gid_all, stable=True)
     order = order[torch.argsort(d2_all[order], descending=True, stable=True)][:m]
     for c, j in zip(empty[:m].tolist(), order.tolist()):
@@ -76,16 +62,17 @@ def _relocate_empty(x, d2, labels, sums, counts, offsets, mu):
         sums[c], counts[c] = rows_all[j], 1
 
 
-def _lloyd(x, centroids, max_iter, tol, chunk, offsets, mu):
-    """Lloyd from `centroids`; internally in coordinates centred on the data mean mu (as scikit-learn)."""
-    c = centroids - mu
-    labels_old = torch.full((x.shape[0],), -1, dtype=torch.long, device=x.device)
-    k, strict = c.shape[0], False
+def _lloyd(fused: LloydPass, c, max_iter, tol, offsets):
+    """Lloyd from the centred centres c; returns centred centres, labels, inertia and iterations."""
+    fused.labels.fill_(-1)
+    strict = False
     for it in range(1, max_iter + 1):
-        labels, d2, sums, counts, changed = _assign_and_reduce(x, c, labels_old, mu, chunk)
+        sums, counts, changed = fused.run(c, True)
+        packed = all_reduce_sum(torch.cat([sums.flatten(), counts, changed]))     # one collective
+        sums, counts, changed = packed[:sums.numel()].view_as(sums), packed[sums.numel():-1], int(packed[-1])
         if (counts == 0).any():
-            _relocate_empty(x, d2, labels, sums, counts, offsets, mu)
-        new = torch.where(counts[:, None] > 0, sums / counts.clamp_min(1)[:, None], c.double()).to(x)
+            _relocate_empty(fused.x, fused.sq_dist(), fused.labels, sums, counts, offsets)
+        new = torch.where(counts[:, None] > 0, sums / counts.clamp_min(1)[:, None], c.double()).to(c)
         shift = float(((new.double() - c.double()) ** 2).sum())
         c = new
         if changed == 0:
@@ -93,27 +80,25 @@ def _lloyd(x, centroids, max_iter, tol, chunk, offsets, mu):
             break
         if shift <= tol:
             break
-        labels_old = labels
     if not strict:
-        labels, d2 = assign(x, c, chunk, mu)
-    return c + mu, labels, float(all_reduce_sum(d2.sum().reshape(1))), it
+        fused.run(c, False)
+    return c, fused.labels.clone(), float(all_reduce_sum(fused.sq_dist().sum().reshape(1))), it
 
 
-def _mean_and_tol(x: torch.Tensor, tol: float, n_total: int, chunk: int) -> tuple[torch.Tensor, float]:
-    """The data mean, and tol × its mean per-feature variance (scikit-learn's convention)."""
-    blocks = range(0, x.shape[0], chunk)
+def _mean(x: torch.Tensor, n_total: int, chunk: int) -> torch.Tensor:
+    """The global data mean (float64)."""
     zero = torch.zeros(x.shape[1], dtype=torch.float64, device=x.device)
-    mu = all_reduce_sum(sum((x[a:a + chunk].double().sum(0) for a in blocks), zero)) / n_total
-    var = all_reduce_sum(sum((((x[a:a + chunk].double() - mu) ** 2).sum(0) for a in blocks), zero)) / n_total
-    return mu.to(x), tol * float(var.mean())
+    return all_reduce_sum(sum((x[a:a + chunk].sum(0, dtype=torch.float64) for a in range(0, x.shape[0], chunk)),
+                              zero)) / n_total
 
 
 @torch.no_grad()
 def kmeans(x: torch.Tensor, k: int, n_init: int = 1, max_iter: int = 300, tol: float = 1e-4, seed: int = 0,
-           init: str | torch.Tensor = "k-means++", chunk: int = 8192, backend: str = "torch") -> KMeansResult:
+           init: str | torch.Tensor = "k-means++", chunk: int | None = None, backend: str = "torch") -> KMeansResult:
     """Cluster the rows of all ranks into k clusters; the best of n_init runs (lowest inertia) is kept.
 
     Collective. init: "k-means++", "random" (k distinct rows) or a (k, d) tensor (then one run).
+    chunk: rows per step of a pass (default: a score tile of about 2 MiB on CPU); memory chunk × k.
     """
     if backend == "sklearn":
         from dist_cluster.clustering.reference import sklearn_kmeans
@@ -124,20 +109,21 @@ def kmeans(x: torch.Tensor, k: int, n_init: int = 1, max_iter: int = 300, tol: f
     k = k if not isinstance(init, torch.Tensor) else init.shape[0]
     if not 0 < k <= int(offsets[-1]):
         raise ValueError(f"k must be in [1, {int(offsets[-1])}] (rows in the data set), got {k}")
-    mu, tol_abs = _mean_and_tol(x, tol, int(offsets[-1]), chunk)
+    if not (isinstance(init, torch.Tensor) or init in ("k-means++", "random")):
+        raise ValueError(f"init must be 'k-means++', 'random' or a (k, d) tensor, got {init!r}")
+    mu = _mean(x, int(offsets[-1]), 8192)
     gen = torch.Generator().manual_seed(seed)
     best = None
-    for _ in range(1 if isinstance(init, torch.Tensor) else n_init):
-        if isinstance(init, torch.Tensor):
-            c0 = init.to(x).clone()
-        elif init == "k-means++":
-            c0 = kmeans_plusplus(x, k, gen)
-        elif init == "random":
-            c0 = random_rows(x, k, gen)
-        else:
-            raise ValueError(f"init must be 'k-means++', 'random' or a (k, d) tensor, got {init!r}")
-        run = KMeansResult(*_lloyd(x, c0, max_iter, tol_abs, chunk, offsets, mu))
-        if best is None or run.inertia < best.inertia:
-            best = run
+    with LloydPass(x, k, chunk, mu=mu) as fused:
+        tol_abs = tol * float((all_reduce_sum(fused.col_sq.clone()) / int(offsets[-1])).mean())
+        for _ in range(1 if isinstance(init, torch.Tensor) else n_init):
+            if isinstance(init, torch.Tensor):
+                c0 = init.to(x).clone()
+            else:
+                c0 = kmeans_plusplus(x, k, gen) if init == "k-means++" else random_rows(x, k, gen)
+            c, labels, inertia, n_iter = _lloyd(fused, c0.to(fused.x) - mu.to(fused.x), max_iter, tol_abs, offsets)
+            run = KMeansResult((c + mu.to(c)).to(x), labels, inertia, n_iter)
+            if best is None or run.inertia < best.inertia:
+                best = run
     best.centroids = broadcast(best.centroids.contiguous())
     return best

@@ -1,0 +1,119 @@
+"""One fused Lloyd pass over centred rows: nearest centre, its distance, per-cluster sums and counts in one sweep.
+
+The rows are centred into one contiguous copy once (in the working dtype, as scikit-learn's copy_x), in the
+same sweep that computes their squared norms and the per-feature sums of squares (for the tolerance). Each
+pass then reads every chunk once: a GEMM `‖c‖² − 2·x·cᵀ` (‖x‖² left out of the argmin, as scikit-learn
+does), the row-wise min/argmin, the number of labels that changed, a bincount, and an `index_add_` of the
+chunk's rows into a per-worker accumulator in the data's dtype that is flushed into float64 after every chunk.
+
+On CPU the chunks go to `workers` Python threads that each run torch single-threaded (torch releases the GIL
+inside its kernels), like scikit-learn's one OpenMP region per iteration. With no per-operation thread
+barriers, a busy machine slows a pass down in proportion instead of stalling every small operation. Chunk boundaries are fixed by `chunk`; each worker
+keeps its own float64 accumulator, added in worker order, so only float64 rounding depends on the workers.
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+
+TILE_ELEMENTS = 1 << 19        # rows × k of one score tile (2 MiB in float32) on CPU
+
+
+def work_dtype(x: torch.Tensor) -> torch.dtype:
+    return x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
+
+
+def default_chunk(n: int, k: int, device: torch.device) -> int:
+    if device.type != "cpu":
+        return max(1, min(n, (1 << 26) // max(k, 1)))
+    return max(256, min(8192, TILE_ELEMENTS // max(k, 1)))
+
+
+class LloydPass:
+    """Centred rows, their norms and the pass buffers; use as a context manager (it owns a thread pool)."""
+
+    def __init__(self, x: torch.Tensor, k: int, chunk: int | None = None, workers: int | None = None,
+                 mu: torch.Tensor | None = None):
+        n, d = x.shape
+        self.k, dev = k, x.device
+        self.chunk = max(1, chunk or default_chunk(n, k, dev))
+        self.bounds = [(a, min(a + self.chunk, n)) for a in range(0, n, self.chunk)]
+        self.cpu = dev.type == "cpu"
+        self.workers = max(1, min(workers or torch.get_num_threads(), len(self.bounds))) if self.cpu else 1
+        self.x = torch.empty((n, d), dtype=work_dtype(x), device=dev)       # x − mu, contiguous
+        self.x_sq = torch.empty(n, dtype=torch.float64, device=dev)
+        self.labels = torch.full((n,), -1, dtype=torch.long, device=dev)
+        self.min_part = torch.empty(n, dtype=self.x.dtype, device=dev)
+        self._pool = ThreadPoolExecutor(self.workers) if self.workers > 1 else None
+        cols = [torch.zeros(d, dtype=torch.float64, device=dev) for _ in range(self.workers)]
+        shift = mu.to(self.x) if mu is not None else None
+
+        def first_sweep(a, b, w):
+            xb = self.x[a:b]
+            torch.sub(x[a:b], shift, out=xb) if shift is not None else xb.copy_(x[a:b])
+            sq = xb * xb
+            self.x_sq[a:b] = sq.sum(1)
+            cols[w] += sq.sum(0, dtype=torch.float64)
+
+        self._map(first_sweep)
+        self.col_sq = sum(cols[1:], cols[0])       # Σ over rows of (x − mu)², per feature
+
+    def __enter__(self) -> "LloydPass":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+
+    def _map(self, fn) -> None:
+        """fn(a, b, worker) for every chunk; worker w takes a contiguous run of chunks."""
+        if self._pool is None:
+            for a, b in self.bounds:
+                fn(a, b, 0)
+            return
+        nb = len(self.bounds)
+        runs = [self.bounds[nb * w // self.workers:nb * (w + 1) // self.workers] for w in range(self.workers)]
+
+        def job(w):
+            torch.set_num_threads(1)
+            for a, b in runs[w]:
+                fn(a, b, w)
+
+        outer = torch.get_num_threads()     # the workers' setting also reaches MKL's global one: restore it
+        try:
+            list(self._pool.map(job, range(self.workers)))
+        finally:
+            torch.set_num_threads(outer)
+
+    def run(self, c: torch.Tensor, with_sums: bool) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+        """Assign every row to its nearest centre of c (k, d).
+
+        Returns the float64 (k, d) sums of each cluster's rows (None unless asked), the float64 (k,) counts,
+        and how many labels differ from the previous pass (all of them on the first).
+        """
+        c = c.to(self.x.dtype).contiguous()
+        c_sq, ct = (c * c).sum(1), c.T
+        k, d = c.shape
+        dev, w_all = self.x.device, range(self.workers)
+        acc = [self.x.new_empty((k, d)) for _ in w_all] if with_sums else None
+        totals = [torch.zeros((k, d), dtype=torch.float64, device=dev) for _ in w_all] if with_sums else None
+        counts = [torch.zeros(k, dtype=torch.long, device=dev) for _ in w_all]
+        changed = [torch.zeros((), dtype=torch.long, device=dev) for _ in w_all]
+
+        def chunk(a, b, w):
+            xb = self.x[a:b]
+            m, i = torch.addmm(c_sq, xb, ct, alpha=-2).min(1)
+            changed[w] += (i != self.labels[a:b]).sum()
+            counts[w] += torch.bincount(i, minlength=k)
+            self.labels[a:b], self.min_part[a:b] = i, m
+            if acc is not None:        # a chunk's sums in the data's dtype, accumulated in float64
+                totals[w].add_(acc[w].zero_().index_add_(0, i, xb))
+
+        self._map(chunk)
+        sums = sum(totals[1:], totals[0]) if with_sums else None
+        return sums, sum(counts[1:], counts[0]).double(), sum(changed[1:], changed[0]).double().reshape(1)
+
+    def sq_dist(self) -> torch.Tensor:
+        """Squared distance (float64) of every row to the centre of its last assignment."""
+        return (self.min_part.double() + self.x_sq).clamp_min(0)
