@@ -57,7 +57,12 @@ def train_seeds(method: str, data, k: int, overrides: list[str], run_dir: str, n
     from dist_cluster.cluster.configs import method_config
     from dist_cluster.launch import run
     runs = []
+    base_port = int(os.environ.get("MASTER_PORT", "0") or 0)
     for s in range(seed, seed + n_init):
+        if s > seed and world > 1 and base_port:
+            # the launcher's store still holds the previous group's addresses: rendezvous on a fresh store
+            os.environ["MASTER_PORT"] = str(base_port + s - seed)
+            os.environ["TORCHELASTIC_USE_AGENT_STORE"] = "False"
         rd = os.path.join(run_dir, f"seed_{s}") if n_init > 1 else run_dir
         cfg = method_config(method, data, k, overrides, rd, world, seed=s)
         reset_deepspeed_groups()

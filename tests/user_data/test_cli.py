@@ -68,10 +68,14 @@ def test_bad_inputs_are_refused_before_training(files, args, message):
 
 
 @pytest.mark.slow
-def test_torchrun_two_processes(files):
+def test_torchrun_two_processes_two_seeds(files):
     run = files["tmp"] / "torchrun"
-    cluster_cli(files["npz"], "--method", "unic", "--k", 10, "--run-dir", run, "--data-root", files["root"],
-                "method.epochs=2", nproc=2)
+    cluster_cli(files["npz"], "--method", "unic", "--k", 10, "--n-init", 2, "--run-dir", run, "--data-root",
+                files["root"], "method.epochs=2", nproc=2)
     summary = json.load(open(run / "summary.json"))
-    assert summary["world_size"] == 2 and 0 <= summary["metrics"]["acc"] <= 1
+    sel = summary["n_init"]
+    assert sel["seeds"] == [0, 1] and sel["selected_seed"] == sel["seeds"][sel["losses"].index(min(sel["losses"]))]
+    assert isinstance(sel["selected_beats_mean"], bool) and len(sel["acc"]) == 2
+    seed_summary = json.load(open(run / f"seed_{sel['selected_seed']}" / "summary.json"))
+    assert seed_summary["world_size"] == 2 and summary["metrics"]["acc"] == sel["selected_acc"]
     assert len(open(run / "clusters.csv").readlines()) == 1798
