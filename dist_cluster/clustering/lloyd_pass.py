@@ -96,6 +96,7 @@ class LloydPass:
         c_sq, ct = (c * c).sum(1), c.T
         k, d = c.shape
         dev, w_all = self.x.device, range(self.workers)
+        direct = self.x.dtype == torch.float64 or self.chunk < k
         acc = [self.x.new_empty((k, d)) for _ in w_all] if with_sums else None
         totals = [torch.zeros((k, d), dtype=torch.float64, device=dev) for _ in w_all] if with_sums else None
         counts = [torch.zeros(k, dtype=torch.long, device=dev) for _ in w_all]
@@ -107,7 +108,11 @@ class LloydPass:
             changed[w] += (i != self.labels[a:b]).sum()
             counts[w] += torch.bincount(i, minlength=k)
             self.labels[a:b], self.min_part[a:b] = i, m
-            if acc is not None:        # a chunk's sums in the data's dtype, accumulated in float64
+            if acc is None:
+                return
+            if direct:                 # fewer rows than centres: adding float64 rows beats flushing k × d
+                totals[w].index_add_(0, i, xb.double())
+            else:                      # a chunk's sums in the data's dtype, accumulated in float64
                 totals[w].add_(acc[w].zero_().index_add_(0, i, xb))
 
         self._map(chunk)
