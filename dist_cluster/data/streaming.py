@@ -175,15 +175,24 @@ class StreamingEvalLoader:
     """Evaluation over streamed shards: rank r reads shards r, r+W, ... in order, in the main process.
 
     Every sample is covered once across ranks; ranks with fewer samples (per the manifest) repeat their last
-    sample so every rank runs the same number of batches (gather_in_index_order drops the repeats).
+    sample so every rank runs the same number of batches (gather_in_index_order drops the repeats). With fewer
+    shards than ranks, every rank reads every shard and keeps the samples at stream positions p ≡ rank (mod W).
     """
 
     def __init__(self, manifest: Manifest, batch_size: int, *, rank: int, world_size: int, transform=None,
                  in_chans: int = 3):
-        self.m, self.batch_size = manifest, batch_size
-        self.shards = list(range(rank, len(manifest.shards), world_size))
-        counts = [sum(int(manifest.shards[k]["samples"]) for k in range(r, len(manifest.shards), world_size))
-                  for r in range(world_size)]
+        self.m, self.batch_size, self.rank, self.world_size = manifest, batch_size, rank, world_size
+        self.interleave = len(manifest.shards) < world_size
+        if manifest.total < world_size:
+            raise ValueError(f"{manifest.path or 'evaluation shards'}: {manifest.total} samples for {world_size} "
+                             "ranks; evaluate on fewer processes")
+        if self.interleave:
+            self.shards = list(range(len(manifest.shards)))
+            counts = [len(range(r, manifest.total, world_size)) for r in range(world_size)]
+        else:
+            self.shards = list(range(rank, len(manifest.shards), world_size))
+            counts = [sum(int(manifest.shards[k]["samples"]) for k in range(r, len(manifest.shards), world_size))
+                      for r in range(world_size)]
         self.num_batches = -(-max(counts) // batch_size)
         self.stream = _RankStream(manifest, batch_size, 0, seed=0, rank=rank, world_size=world_size,
                                   transform=transform, in_chans=in_chans, shuffle_buffer=1, epoch=0, start_batch=0)
@@ -194,6 +203,8 @@ class StreamingEvalLoader:
     def __iter__(self) -> Iterator[dict]:
         urls, group, last, made = self.m.urls(), [], None, 0
         samples = (s for k in self.shards for s in read_shard(urls[k]))
+        if self.interleave:
+            samples = (s for p, s in enumerate(samples) if p % self.world_size == self.rank)
         while made < self.num_batches:
             raw = next(samples, None)
             if raw is None and last is None:

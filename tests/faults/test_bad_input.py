@@ -145,3 +145,21 @@ def test_deepspeeds_zero_to_fp32_works_without_a_tag(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     assert os.listdir(tmp_path / "fp32")
     assert tree_hashes(d) == before
+
+
+def test_streamed_evaluation_with_fewer_shards_than_ranks_covers_every_sample_once(tmp_path):
+    """D9: one streamed shard, two ranks: no rank is left with an empty shard list and an error."""
+    from dist_cluster.data import build_eval_loader, resolve_manifest
+    from dist_cluster.data.config import DataConfig
+    path = feature_shards(tmp_path, n=25, per_shard=25)
+    shard = Manifest.load(path).url(0)
+    m = resolve_manifest(f"pipe:cat {shard}", num_samples=25)
+    assert len(m.shards) == 1
+    cfg = DataConfig(name="x", batch_size=4, eval_batch_size=4)
+    loaders = [build_eval_loader(cfg, m, rank=r, world_size=2) for r in range(2)]
+    batches = [list(loader) for loader in loaders]
+    assert len(batches[0]) == len(batches[1]) == len(loaders[0])
+    seen = [i for bs in batches for b in bs for i in b["index"].tolist()]
+    assert sorted(set(seen)) == list(range(25))
+    firsts = [set(i for b in bs for i in b["index"].tolist()) for bs in batches]
+    assert not firsts[0] & firsts[1]                 # each sample on one rank (repeats are that rank's own)
