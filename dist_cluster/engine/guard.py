@@ -45,12 +45,11 @@ class FiniteGuard:
 @torch.no_grad()
 def params_finite(module: torch.nn.Module) -> bool:
     """Whether every parameter (this rank's ZeRO-3 partition where sharded) is finite, agreed by all ranks."""
-    ok = True
-    for p in module.parameters():
-        t = getattr(p, "ds_tensor", None)
-        t = p if t is None else t
-        if t.numel() and not bool(torch.isfinite(t).all()):
-            ok = False
-            break
-    flag = torch.tensor([0.0 if ok else 1.0], device=next(module.parameters()).device)
-    return all_reduce_sum(flag).item() == 0
+    tensors = [getattr(p, "ds_tensor", None) if getattr(p, "ds_tensor", None) is not None else p
+               for p in module.parameters()]
+    device = tensors[0].device if tensors else torch.device("cpu")
+    bad = torch.zeros(1, device=device)
+    for t in tensors:   # device-side accumulation: one host sync for the whole model
+        if t.numel():
+            bad += (~torch.isfinite(t).all()).to(device)
+    return all_reduce_sum(bad).item() == 0
