@@ -79,3 +79,21 @@ def test_torchrun_two_processes_two_seeds(files):
     seed_summary = json.load(open(run / f"seed_{sel['selected_seed']}" / "summary.json"))
     assert seed_summary["world_size"] == 2 and summary["metrics"]["acc"] == sel["selected_acc"]
     assert len(open(run / "clusters.csv").readlines()) == 1798
+
+
+def test_pici_on_a_folder_of_images_with_class_folders(files):
+    from PIL import Image
+    from sklearn.datasets import load_digits
+    d = load_digits()
+    folder = files["tmp"] / "pngs"
+    for i in range(120):
+        (folder / str(d.target[i])).mkdir(parents=True, exist_ok=True)
+        Image.fromarray((d.images[i] * 255 / 16).astype("uint8")).save(folder / str(d.target[i]) / f"{i}.png")
+    run = files["tmp"] / "pici"
+    out = cluster_cli(folder, "--method", "pici", "--k", 10, "--run-dir", run, "--data-root", files["root"],
+                      "method.pretrain_epochs=1", "method.train_epochs=1", "method.boost_epochs=1").stdout
+    cfg = open(run / "config.yaml").read()
+    assert "image_size: 16" in cfg                    # 8×8 images → 16 (the smallest PICI size)
+    table = json.load(open(run / "results_table.json"))
+    assert "pici" in table["rows"] and table["data"] == "pngs" and "KMeans (pixels)" in out
+    assert len(open(run / "clusters.csv").readlines()) == 121
