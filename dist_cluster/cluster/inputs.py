@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dist_cluster.cluster.arrays import InputError, encode_labels, read_features
+from dist_cluster.data.sources import ImageFolderSource
 
 ARRAY_EXTS = (".npy", ".npz", ".pt", ".pth")
 
@@ -64,31 +65,17 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:40] or "data"
 
 
-class FlatImageSource:
-    """Image files directly in a folder (no class sub-folders): unlabelled, in sorted name order."""
+class FlatImageSource(ImageFolderSource):
+    """Image files directly in a folder (no class sub-folders): unlabelled (−1), in sorted name order."""
 
     def __init__(self, root: str):
         from torchvision.datasets.folder import IMG_EXTENSIONS
-        from dist_cluster.data.sources import ImageFolderSource
         files = sorted(f for f in os.listdir(root) if f.lower().endswith(IMG_EXTENSIONS))
         self.items = [(os.path.join(root, f), -1) for f in files]
         self.class_names, self.info = [], {"name": "images", "root": os.path.abspath(root)}
-        self.kind, self.image_info = "image", {}
-        self._as = ImageFolderSource.__new__(ImageFolderSource)
-        self._as.items = self.items
-
-    def __len__(self):
-        return len(self.items)
-
-    def sample(self, i):
-        return self._as.sample(i)
-
-    def sample_bytes(self, i):
-        return self._as.sample_bytes(i)
 
 
 def _image_source(root: str):
-    from dist_cluster.data.sources import ImageFolderSource
     subdirs = [d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d))]
     src = ImageFolderSource(root) if subdirs else FlatImageSource(root)
     if len(src) == 0:
