@@ -34,7 +34,9 @@ def parse(argv):
 
 
 def main(argv=None) -> dict | None:
+    from dist_cluster.cluster.configs import method_config
     from dist_cluster.cluster.inputs import image_features, resolve_data
+    from dist_cluster.config import ConfigError
     from dist_cluster.cluster.report import write_report
     from dist_cluster.cluster.run import kmeans_predictions, select, selection_report, train_seeds
     from dist_cluster.distributed import resolve
@@ -48,13 +50,15 @@ def main(argv=None) -> dict | None:
         check_k(args.k, data.n)
         if args.n_init < 1:
             raise InputError(f"--n-init must be at least 1, got {args.n_init}")
-    except InputError as e:
+        run_dir = os.path.abspath(args.run_dir or os.path.join("runs", f"{args.method}_{data.name}"))
+        overrides = list(args.overrides)
+        if args.method != "kmeans":
+            if not any(o.startswith("method.nmi_average=") for o in overrides):
+                overrides.append(f"method.nmi_average={args.nmi}")
+            method_config(args.method, data, args.k, overrides, run_dir, env.world_size)   # bad overrides fail here
+    except (InputError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2)
-    run_dir = os.path.abspath(args.run_dir or os.path.join("runs", f"{args.method}_{data.name}"))
-    overrides = list(args.overrides)
-    if args.method != "kmeans" and not any(o.startswith("method.nmi_average=") for o in overrides):
-        overrides.append(f"method.nmi_average={args.nmi}")
     if args.method == "kmeans":
         if not env.is_main:
             return None
