@@ -3,21 +3,14 @@ of the instance features coloured by predicted cluster (paper Fig. 4), and NMI/A
 training with the stage boundaries (paper Fig. 3)."""
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
 import torch
 
 from dist_cluster.data.transforms import default_mean_std
-from dist_cluster.eval import contingency, hungarian_match
-
-
-def _plt():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
+from dist_cluster.eval.figures import confusion_figure, learning_curves
+from dist_cluster.eval.figures import pyplot as _plt
 
 
 def _to_rgb(x: torch.Tensor, mean, std) -> np.ndarray:
@@ -76,29 +69,7 @@ def confusion(method, path: str) -> str | None:
     ev = method.last_eval
     if not ev or not bool((ev["label"] >= 0).all()):
         return None
-    y, pred = ev["label"].numpy(), ev["pred"].numpy()
-    k, n_cls = method.cfg.method.num_clusters, int(y.max()) + 1
-    mapping = hungarian_match(pred, y, k, n_cls)
-    order = np.argsort(np.where(mapping < 0, n_cls + np.arange(k), mapping), kind="stable")
-    w = contingency(pred, y, k, n_cls)[order].T          # rows: classes, columns: clusters by matched class
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(0.45 * k + 2, 0.45 * n_cls + 1.5))
-    im = ax.imshow(w, cmap="Blues")
-    if k <= 20 and n_cls <= 20:
-        for i in range(n_cls):
-            for j in range(k):
-                ax.text(j, i, int(w[i, j]), ha="center", va="center", fontsize=6,
-                        color="white" if w[i, j] > w.max() / 2 else "black")
-    ax.set_xticks(range(k), [str(c) for c in order], fontsize=7)
-    ax.set_yticks(range(n_cls), [str(c) for c in range(n_cls)], fontsize=7)
-    ax.set_xlabel("predicted cluster (ordered by matched class)"), ax.set_ylabel("class")
-    acc = float(np.trace(w[:, :min(k, n_cls)]) / max(w.sum(), 1)) if k == n_cls else float("nan")
-    ax.set_title(f"clusters vs classes, epoch {ev['epoch']} (ACC {acc:.3f})", fontsize=9)
-    fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return confusion_figure(path, ev["label"].numpy(), ev["pred"].numpy(), title=f"epoch {ev['epoch']}:")
 
 
 def tsne(method, path: str) -> str | None:
@@ -123,37 +94,8 @@ def tsne(method, path: str) -> str | None:
 
 
 def curves(run_dir: str, path: str) -> str | None:
-    log = os.path.join(run_dir, "metrics.jsonl")
-    if not os.path.exists(log):
-        return None
-    with open(log) as f:
-        recs = [json.loads(line) for line in f if line.strip()]
-    evals = [r for r in recs if r.get("kind") == "eval" and "acc" in r]
-    train = [r for r in recs if r.get("kind") == "train"]
-    if not evals and not train:
-        return None
-    plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for key in ("acc", "nmi", "ari"):
-        axes[0].plot([r["epoch"] + 1 for r in evals], [r[key] for r in evals], marker="o", ms=3, label=key.upper())
-    last_stage = None
-    for r in evals:
-        if r.get("stage") != last_stage and last_stage is not None:
-            axes[0].axvline(r["epoch"] + 0.5, color="grey", ls=":", lw=1)
-        last_stage = r.get("stage")
-    axes[0].set_xlabel("epoch"), axes[0].set_title("clustering quality (evaluations)", fontsize=9)
-    for key in ("loss/pisd", "loss/ins", "loss/clu", "loss/cli"):
-        pts = [(r["step"], r[key]) for r in train if key in r]
-        if pts:
-            axes[1].plot(*zip(*pts), label=key[5:], lw=1)
-    axes[1].set_xlabel("optimizer step"), axes[1].set_title("loss terms", fontsize=9)
-    for ax in axes:
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return learning_curves(os.path.join(run_dir, "metrics.jsonl"), path,
+                           {"loss/pisd": "pisd", "loss/ins": "ins", "loss/clu": "clu", "loss/cli": "cli"})
 
 
 def write_all(method, ctx) -> list[str]:
