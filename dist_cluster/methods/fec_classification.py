@@ -17,7 +17,7 @@ from timm.utils import ModelEmaV3
 
 import dist_cluster.models  # noqa: F401  (registers fec_* with timm)
 from dist_cluster.config import ConfigError
-from dist_cluster.eval import gather_in_index_order
+from dist_cluster.eval.passes import index_ordered_pass
 from dist_cluster.methods.base import Method, Stage
 from dist_cluster.methods.fec_classification_config import FecClassificationConfig  # noqa: F401
 
@@ -115,18 +115,14 @@ class FecClassification(Method):
         models = {"": self.model} | ({"ema_": self.ema.module} if self.ema is not None else {})
         param = next(self.model.parameters())
         k = min(5, self.num_classes)
-        index, labels, tops = [], [], {name: [] for name in models}
-        for batch in build_eval_loader(self.cfg.data, self.manifests()["eval"], rank=ctx.env.rank,
-                                       world_size=ctx.env.world_size, views="eval"):
+
+        def step(batch):
             x = batch["image"].to(param.device, param.dtype)
-            index.append(batch["index"].to(param.device))
-            labels.append(batch["label"].to(param.device))
-            for name, net in models.items():
-                tops[name].append(net(x).float().topk(k, dim=1).indices)
-        if not index:
-            raise RuntimeError("the evaluation split is empty on this rank")
-        names = list(models)
-        _, y, *top = gather_in_index_order(torch.cat(index), torch.cat(labels), *[torch.cat(tops[n]) for n in names])
+            return {"label": batch["label"]} | {f"top_{n}": net(x).float().topk(k, dim=1).indices
+                                                 for n, net in models.items()}
+        res = index_ordered_pass(build_eval_loader(self.cfg.data, self.manifests()["eval"], rank=ctx.env.rank,
+                                                   world_size=ctx.env.world_size, views="eval"), step)
+        y, names, top = res["label"], list(models), [res[f"top_{n}"] for n in models]
         out = {"eval_samples": float(len(y))}
         for name, t in zip(names, top):
             hit = t == y.view(-1, 1)

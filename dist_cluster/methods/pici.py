@@ -14,10 +14,10 @@ import torch
 
 from dist_cluster.clustering import kmeans
 from dist_cluster.distributed import all_gather_varlen, rank, world_size
-from dist_cluster.eval import cluster_metrics, gather_in_index_order
+from dist_cluster.eval import cluster_metrics
+from dist_cluster.eval.passes import index_ordered_pass
 from dist_cluster.methods.base import Method, Stage, check_clusters
-from dist_cluster.methods.pici_boost import (FEATURE_MODES, epoch_matching, pseudo_labels,
-                                             two_view_pass)
+from dist_cluster.methods.pici_boost import FEATURE_MODES, epoch_matching, pseudo_labels, two_view_pass
 from dist_cluster.methods.pici_config import PICIConfig
 from dist_cluster.models.vit_mae import PICINet
 from dist_cluster.objectives.contrastive import cluster_loss_parts, instance_loss
@@ -209,15 +209,11 @@ class PICI(Method):
 
     def _eval_pass(self, ctx, mask_ratio: float) -> dict[str, torch.Tensor]:
         dtype = next(self.net.parameters()).dtype
-        cols = {k: [] for k in ("index", "label", "z", "c")}
-        for batch in self.eval_loader:
+
+        def step(batch):
             out = self.net(batch["image"].to(device=ctx.device, dtype=dtype), mask_ratio)
-            cols["index"].append(batch["index"].long())
-            cols["label"].append(batch["label"].long())
-            cols["z"].append(out["z"].float().cpu())
-            cols["c"].append(out["c"].float().cpu())
-        keys = list(cols)
-        return dict(zip(keys, gather_in_index_order(*[torch.cat(cols[k]) for k in keys])))
+            return {"label": batch["label"].long(), "z": out["z"].float(), "c": out["c"].float()}
+        return index_ordered_pass(self.eval_loader, step)
 
     def write_figures(self, ctx) -> list[str]:
         from dist_cluster.methods.pici_figures import write_all

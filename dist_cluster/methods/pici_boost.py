@@ -10,26 +10,22 @@ from typing import Callable, Iterable
 import torch
 from sklearn.metrics import normalized_mutual_info_score
 
-from dist_cluster.eval import gather_in_index_order
+from dist_cluster.eval.passes import index_ordered_pass
 from dist_cluster.objectives.cross_level import match_pseudo_labels
 
 FEATURE_MODES = ("l2", "minmax")
 
 
-@torch.no_grad()
 def two_view_pass(net, batches: Iterable[dict], mask_ratio: float, device, dtype) -> dict[str, torch.Tensor]:
     """Instance features z and cluster probabilities c of both views of every sample, in global-index order
     on every rank: {"index", "z_a", "z_b", "c_a", "c_b"} (z, c in float32, on the CPU)."""
-    cols: dict[str, list[torch.Tensor]] = {k: [] for k in ("index", "z_a", "z_b", "c_a", "c_b")}
-    for batch in batches:
-        cols["index"].append(batch["index"].long())
+    def step(batch):
+        out = {}
         for v, x in zip("ab", batch["views"][:2]):
-            out = net(x.to(device=device, dtype=dtype), mask_ratio)
-            cols[f"z_{v}"].append(out["z"].float().cpu())
-            cols[f"c_{v}"].append(out["c"].float().cpu())
-    keys = list(cols)
-    gathered = gather_in_index_order(*[torch.cat(cols[k]) for k in keys])
-    return dict(zip(keys, gathered))
+            res = net(x.to(device=device, dtype=dtype), mask_ratio)
+            out[f"z_{v}"], out[f"c_{v}"] = res["z"].float(), res["c"].float()
+        return out
+    return index_ordered_pass(batches, step)
 
 
 def kmeans_features(z: torch.Tensor, mode: str = "l2", batch_size: int = 96) -> torch.Tensor:
