@@ -2,6 +2,8 @@
 
 `torch.topk` picks arbitrarily among equal scores, so on its own the neighbours of a point with duplicates
 would depend on how the data are sharded. These helpers make the result a function of (score, index) only.
+`RunningTopK` keeps, per query, the best k seen so far: every database block contributes its own top-k
+(one `topk` over the block's scores, no sort of the tile), merged with the running lists (2k columns).
 """
 from __future__ import annotations
 
@@ -16,27 +18,59 @@ def lexsort_rows(scores: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor,
     return s.gather(1, o), i.gather(1, o)
 
 
-def topk_lex(scores: torch.Tensor, idx: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The k best (score, index) pairs of each row in (score desc, index asc) order.
-
-    idx: (n, m) or (m,) ids of the columns. Returns fewer than k columns only when a row has fewer than k.
-    """
+def _select(scores: torch.Tensor, idx: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k best (score, index) pairs of each row, in no particular order (ties at the cut: smaller ids)."""
     if idx.dim() == 1:
         idx = idx.unsqueeze(0).expand_as(scores)
-    m = scores.shape[1]
-    if k >= m:
-        return lexsort_rows(scores, idx)
-    v, p = scores.topk(k + 1, dim=1)
+    if k >= scores.shape[1]:       # copies: callers reuse their score and id buffers
+        return scores.clone(), idx.clone()
+    v, p = scores.topk(k + 1, dim=1, sorted=True)
     tie = v[:, k - 1] == v[:, k]        # the (k+1)-th equals the k-th: which ones make the cut needs the ids
     v, i = v[:, :k], idx.gather(1, p[:, :k])
     if bool(tie.any()):
         rows = tie.nonzero().squeeze(1)
         sv, si = lexsort_rows(scores[rows], idx[rows])
         v[rows], i[rows] = sv[:, :k], si[:, :k]
-    return lexsort_rows(v, i)
+    return v, i
+
+
+def topk_lex(scores: torch.Tensor, idx: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k best (score, index) pairs of each row in (score desc, index asc) order.
+
+    idx: (n, m) or (m,) ids of the columns. Returns fewer than k columns only when a row has fewer than k.
+    """
+    return lexsort_rows(*_select(scores, idx, k))
 
 
 def merge_topk(s1: torch.Tensor, i1: torch.Tensor, s2: torch.Tensor, i2: torch.Tensor,
                k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact top-k of the union of two candidate lists (ids must not repeat across the two)."""
     return topk_lex(torch.cat([s1, s2], dim=1), torch.cat([i1, i2], dim=1), k)
+
+
+class RunningTopK:
+    """Best k (score, id) pairs per row over blocks of columns; `result()` sorts them once at the end.
+
+    Each block's own top-k is kept aside and merged with the running lists once `pending` blocks have
+    accumulated (one selection over their columns instead of one per block)."""
+
+    def __init__(self, k: int, pending: int = 8):
+        self.k, self.pending = k, max(1, pending)
+        self.scores: list[torch.Tensor] = []
+        self.ids: list[torch.Tensor] = []
+
+    def add(self, scores: torch.Tensor, ids: torch.Tensor) -> None:
+        s, i = _select(scores, ids, self.k)
+        self.scores.append(s)
+        self.ids.append(i)
+        if len(self.scores) > self.pending:
+            self._merge()
+
+    def _merge(self) -> None:
+        if len(self.scores) > 1:
+            s, i = _select(torch.cat(self.scores, dim=1), torch.cat(self.ids, dim=1), self.k)
+            self.scores, self.ids = [s], [i]
+
+    def result(self) -> tuple[torch.Tensor, torch.Tensor]:
+        self._merge()
+        return lexsort_rows(self.scores[0], self.ids[0])

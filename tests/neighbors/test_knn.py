@@ -133,3 +133,22 @@ def test_memory_stays_bounded_by_the_chunk():
                          check=True)
     grown_mb = int(out.stdout.split()[-1])
     assert grown_mb < 300, grown_mb
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+def test_low_precision_gemm_with_exact_rescoring(metric):
+    """bfloat16 scores pick candidates; the float64 re-scoring gives brute force's lists and distances."""
+    x = data(300, 16)
+    nb = knn(x, 6, metric=metric, chunk=64, gemm_dtype=torch.bfloat16, rescore=24)
+    idx, dd = brute_force(x, 6, metric)
+    assert torch.equal(nb.index, idx)
+    assert torch.allclose(nb.dist, dd, atol=1e-6)
+
+
+def test_inplace_normalisation_gives_the_same_lists():
+    x = data(150, 8)
+    ref = knn(x, 5, metric="cosine", chunk=64)
+    y = x.clone()
+    nb = knn(y, 5, metric="cosine", chunk=64, inplace=True)
+    assert torch.equal(nb.index, ref.index) and torch.equal(nb.dist, ref.dist)
+    assert torch.allclose(y.norm(dim=1), torch.ones(len(y), dtype=y.dtype))
