@@ -1,0 +1,40 @@
+"""Paired timing: ours and its peer alternate within one process, each time the median of N repetitions."""
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable
+
+
+def timed(fn: Callable):
+    """(seconds, result) of one call."""
+    t = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t, out
+
+
+def paired(fns: dict[str, Callable], repeats: int = 3, warmup: bool = False) -> tuple[dict, dict]:
+    """Median seconds of each fn over `repeats` rounds (the order alternates every round), and its last result.
+
+    A fn may return (seconds, result) as `measured(...)` to time only part of its work."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    last: dict = {}
+    names = list(fns)
+    if warmup:
+        for k in names:
+            fns[k]()
+    for r in range(repeats):
+        for k in (names if r % 2 == 0 else names[::-1]):
+            secs, out = timed(fns[k])
+            if isinstance(out, Measured):
+                secs, out = out.seconds, out.result
+            times[k].append(secs)
+            last[k] = out
+    return {k: statistics.median(v) for k, v in times.items()}, last
+
+
+class Measured:
+    """A result with its own timing (e.g. per iteration, or the slowest rank's)."""
+
+    def __init__(self, seconds: float, result=None):
+        self.seconds, self.result = seconds, result

@@ -1,0 +1,41 @@
+"""Run a function on W gloo ranks (real torch.distributed processes on this machine) and collect the results."""
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank, world, port, out_dir, threads, fn, args):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(threads)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        result = fn(rank, world, *args)
+        torch.save(result, os.path.join(out_dir, f"{rank}.pt"))
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
+def run_world(fn, world_size: int = 2, *args, threads: int = 1) -> list:
+    """fn(rank, world_size, *args) on every rank of a gloo group; returns [result of rank 0, 1, ...].
+
+    fn must be importable (module level) because ranks are spawned processes; each rank runs torch with
+    `threads` threads.
+    """
+    with tempfile.TemporaryDirectory() as out_dir:
+        mp.start_processes(_worker, args=(world_size, free_port(), out_dir, threads, fn, args), nprocs=world_size,
+                           join=True, start_method="spawn")
+        return [torch.load(os.path.join(out_dir, f"{r}.pt"), weights_only=False) for r in range(world_size)]
