@@ -1,0 +1,94 @@
+"""Exact kNN against faiss-cpu IndexFlatIP on unit vectors (cosine), 1 and 2 processes.
+
+The database is the whole set; with W processes each searches the first q/W rows of its shard. A list is
+"exact" when its ids equal faiss's, or differ only in members whose float64 score is within 1e-5 of the
+k-th (ties). The quick inputs are compared with float64 brute force instead.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from dist_cluster.bench.registry import Options, Row
+from dist_cluster.bench.timer import Measured, paired
+
+
+def unit_vectors(n: int, d: int, seed: int = 0) -> np.ndarray:
+    x = np.random.default_rng(seed).standard_normal((n, d), dtype=np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def query_ids(n: int, world: int, q: int) -> np.ndarray:
+    cut = [n * r // world for r in range(world + 1)]
+    return np.concatenate([np.arange(a, min(b, a + -(-q // world))) for a, b in zip(cut[:-1], cut[1:])])
+
+
+def same_up_to_ties(x: np.ndarray, ids: np.ndarray, a: np.ndarray, b: np.ndarray, tol: float = 1e-5) -> int:
+    """How many rows of a and b hold the same ids, or differ only by members tied with the k-th score."""
+    good = int((a == b).all(1).sum())
+    for r in np.nonzero(~(a == b).all(1))[0]:
+        diff = np.setxor1d(a[r], b[r])
+        q = x[ids[r]].astype(np.float64)
+        kth = np.sort(x[a[r]].astype(np.float64) @ q)[0]
+        good += bool(len(diff) == 0 or np.all(np.abs(x[diff].astype(np.float64) @ q - kth) <= tol))
+    return good
+
+
+def _on_rank(rank, world, x, q, k, repeats):
+    import torch.distributed as dist
+
+    from dist_cluster.neighbors import knn
+    a, b = len(x) * rank // world, len(x) * (rank + 1) // world
+    xs, times = torch.from_numpy(x[a:b]), []
+    for _ in range(repeats):
+        dist.barrier()
+        t = time.perf_counter()
+        nb = knn(xs, k, metric="cosine", n_queries=-(-q // world))
+        times.append(time.perf_counter() - t)
+    return times, nb.index.numpy()
+
+
+def run(opts: Options) -> list[Row]:
+    import faiss
+
+    from dist_cluster.distributed.spawn import run_world
+    from dist_cluster.neighbors import knn
+    torch.set_num_threads(opts.threads)
+    faiss.omp_set_num_threads(opts.threads)
+    n, d, q, k = (3000, 64, 600, 10) if opts.quick else (100_000, 768, 10_000, 10)
+    x = unit_vectors(n, d)
+    what = f"exact kNN, {n}×{d} unit vectors, {q} queries, k={k}"
+
+    def fa():
+        index = faiss.IndexFlatIP(d)
+        index.add(x)
+        return index.search(x[:q], k)[1]
+
+    def ours():
+        return knn(torch.from_numpy(x), k, metric="cosine", n_queries=q).index.numpy()
+
+    med, last = paired({"ours": ours, "faiss": fa}, opts.repeats)
+    if opts.quick:         # float64 brute force: argsort by (−score, id), self first
+        x64 = x.astype(np.float64)
+        s = x64[:q] @ x64.T
+        s[np.arange(q), np.arange(q)] = np.inf
+        ref = np.lexsort((np.broadcast_to(np.arange(n), s.shape), -s), axis=1)[:, :k]
+        good = int((last["ours"] == ref).all(1).sum())
+    else:
+        good = same_up_to_ties(x, np.arange(q), last["ours"], last["faiss"])
+    rows = [Row("knn", what, f"1×{opts.threads}", med["ours"], "faiss IndexFlatIP", med["faiss"],
+                "" if opts.quick else "≤1.0", good == q, f"{good}/{q} lists exact")]
+    for world in [w for w in opts.procs if w > 1]:
+        per_rank = run_world(_on_rank, world, x, q, k, opts.repeats, threads=max(1, opts.threads // world))
+        t = float(np.median(np.max([r[0] for r in per_rank], axis=0)))
+        ids = query_ids(n, world, q)
+        got = np.concatenate([r[1] for r in per_rank])
+        one = dict(zip(range(q), last["ours"]))
+        shared = [j for j, i in enumerate(ids) if i in one]
+        same = all(np.array_equal(got[j], one[ids[j]]) for j in shared)
+        rows.append(Row("knn", what, f"{world}×{max(1, opts.threads // world)}", t, f"ours 1×{opts.threads}",
+                        med["ours"], "" if opts.quick else "≤0.65", same,
+                        f"{len(ids)} queries; lists = 1 process on {len(shared)} shared"))
+    return rows
