@@ -35,6 +35,9 @@ def load_recipe(name_or_path: str) -> Callable[[], ExperimentConfig]:
         near = difflib.get_close_matches(name_or_path, known, n=3)
         raise ConfigError(f"unknown recipe '{name_or_path}'" + (f"; did you mean {', '.join(near)}?" if near else "")
                           + f" (recipes: {', '.join(known)})")
+    folder = os.path.dirname(os.path.abspath(path))
+    if folder not in sys.path:   # recipes import their shared bases (recipes/common) as a script run would
+        sys.path.insert(0, folder)
     spec = importlib.util.spec_from_file_location(f"recipe_{os.path.basename(path)[:-3]}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

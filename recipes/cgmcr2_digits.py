@@ -7,7 +7,7 @@ the same pixels; figures land in runs/cgmcr2_digits/figures.
 """
 from dist_cluster.config import ExperimentConfig
 from dist_cluster.launch import run_recipe
-from dist_cluster.methods.cgmcr2_config import CgMCR2Config
+from dist_cluster.methods.cgmcr2.config import CgMCR2Config
 
 
 def config() -> ExperimentConfig:

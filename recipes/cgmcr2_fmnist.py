@@ -12,7 +12,8 @@ inputs (the last command) give 65.6 ± 6.0, level with KMeans, with a large spre
 """
 from dist_cluster.config import ExperimentConfig
 from dist_cluster.launch import run_recipe
-from dist_cluster.methods.cgmcr2_config import paper_settings
+
+from common.cgmcr2 import paper_settings
 
 
 def config() -> ExperimentConfig:

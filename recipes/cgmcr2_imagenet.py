@@ -11,7 +11,8 @@ SpectralClustering baseline builds a kNN graph of the 50 k pre-features on rank 
 """
 from dist_cluster.config import ExperimentConfig
 from dist_cluster.launch import run_recipe
-from dist_cluster.methods.cgmcr2_config import paper_settings
+
+from common.cgmcr2 import paper_settings
 
 
 def config() -> ExperimentConfig:

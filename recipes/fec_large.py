@@ -1,11 +1,12 @@
-"""FEC-Large on ImageNet-1K with the paper's protocol (dist_cluster.methods.fec_classification_config).
+"""FEC-Large on ImageNet-1K with the paper's protocol (dist_cluster.methods.fec.config).
 
     deepspeed recipes/fec_large.py data.train=/shards/imagenet/train.json data.eval=/shards/imagenet/val.json
     python recipes/fec_large.py data=fmnist data.image_size=64 method.num_classes=10 method.epochs=2   # CPU-sized
 """
 from dist_cluster.config import ExperimentConfig
 from dist_cluster.launch import run_recipe
-from dist_cluster.methods.fec_classification_config import imagenet_protocol
+
+from common.fec import imagenet_protocol
 
 
 def config() -> ExperimentConfig:

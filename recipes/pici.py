@@ -13,16 +13,16 @@ to match it (the losses use the global batch, SPEC P7-15).
 """
 from dist_cluster.config import ExperimentConfig
 from dist_cluster.launch import run_recipe
-from dist_cluster.methods.pici_config import PICIConfig
+from dist_cluster.methods.pici.config import PICIConfig
+
+from common.pici import pici_experiment
 
 
 def config() -> ExperimentConfig:
-    cfg = ExperimentConfig(name="pici", method=PICIConfig(num_clusters=4), seed=42)
+    cfg = pici_experiment("pici", PICIConfig(num_clusters=4))
     d = cfg.data
     d.name, d.image_size, d.in_chans = "imagefolder", 224, 3
     d.batch_size, d.eval_batch_size, d.num_workers = 96, 256, 8
-    cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay = "adam", 1e-4, 0.0
-    cfg.sched.name = "constant"
     cfg.engine.eval_every = 50
     cfg.engine.log_every = 20
     cfg.ckpt.keep_last = 2

@@ -4,18 +4,17 @@ the tiny Fashion-MNIST model; a run takes a few CPU minutes.
 """
 from dist_cluster.config import ExperimentConfig
 from dist_cluster.launch import run_recipe
-from dist_cluster.methods.pici_config import tiny_pici
+
+from common.pici import pici_experiment, tiny_pici
 
 
 def config() -> ExperimentConfig:
     m = tiny_pici(10)
     m.pretrain_epochs, m.train_epochs, m.boost_epochs = 10, 30, 10
-    cfg = ExperimentConfig(name="pici_digits", method=m, seed=42)
+    cfg = pici_experiment("pici_digits", m, lr=1e-3)
     d = cfg.data
     d.name, d.image_size, d.in_chans = "digits", 16, 3
     d.batch_size, d.eval_batch_size, d.num_workers = 96, 512, 1
-    cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay = "adam", 1e-3, 0.0
-    cfg.sched.name = "constant"
     cfg.engine.eval_every = 5
     cfg.engine.log_every = 10
     cfg.engine.progress = False

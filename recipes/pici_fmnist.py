@@ -9,17 +9,16 @@ Figures (reconstructions, confusion matrix, t-SNE, curves) land in runs/pici_fmn
 """
 from dist_cluster.config import ExperimentConfig
 from dist_cluster.launch import run_recipe
-from dist_cluster.methods.pici_config import tiny_pici
+
+from common.pici import pici_experiment, tiny_pici
 
 
 def config() -> ExperimentConfig:
-    cfg = ExperimentConfig(name="pici_fmnist", method=tiny_pici(10), seed=42)
+    cfg = pici_experiment("pici_fmnist", tiny_pici(10), lr=1e-3)
     d = cfg.data
     d.name, d.image_size, d.in_chans = "fmnist", 28, 3
     d.train_samples, d.batch_size, d.eval_batch_size = 10_000, 96, 500
     d.num_workers = 1                  # decoding and augmentation overlap the step (2 cores)
-    cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay = "adam", 1e-3, 0.0
-    cfg.sched.name = "constant"
     cfg.engine.eval_every = 1
     cfg.engine.log_every = 10
     cfg.engine.progress = False

@@ -9,7 +9,8 @@
 """
 from dist_cluster.config import ExperimentConfig
 from dist_cluster.launch import run_recipe
-from dist_cluster.methods.unic_recipes import fmnist_config
+
+from common.unic import fmnist_config
 
 
 def config() -> ExperimentConfig:

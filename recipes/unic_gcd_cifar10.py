@@ -6,7 +6,8 @@ Paper (DINOv1): All/Old/New 94.04/94.24/93.94 on D_U (Table 2).
 """
 from dist_cluster.config import ExperimentConfig
 from dist_cluster.launch import run_recipe
-from dist_cluster.methods.unic_recipes import paper_config
+
+from common.unic import paper_config
 
 
 def config() -> ExperimentConfig:

@@ -6,7 +6,8 @@ Paper: All/Old/New 44.35/51.63/40.70 with DINOv1 (Table 2).
 """
 from dist_cluster.config import ExperimentConfig
 from dist_cluster.launch import run_recipe
-from dist_cluster.methods.unic_recipes import paper_config
+
+from common.unic import paper_config
 
 
 def config() -> ExperimentConfig:

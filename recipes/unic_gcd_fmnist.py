@@ -6,7 +6,8 @@ images (one Hungarian over all classes, "v2"; "v1" logged too).
 """
 from dist_cluster.config import ExperimentConfig
 from dist_cluster.launch import run_recipe
-from dist_cluster.methods.unic_recipes import fmnist_config
+
+from common.unic import fmnist_config
 
 
 def config() -> ExperimentConfig:

@@ -7,7 +7,8 @@ Paper: All/Old/New 84.55/93.39/80.11 with DINOv1 (Table 2); DINOv2 ViT-B/14 (90.
 """
 from dist_cluster.config import ExperimentConfig
 from dist_cluster.launch import run_recipe
-from dist_cluster.methods.unic_recipes import paper_config
+
+from common.unic import paper_config
 
 
 def config() -> ExperimentConfig:

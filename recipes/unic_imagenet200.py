@@ -6,7 +6,8 @@ Paper: ACC/NMI/ARI 75.25/85.93/64.73 (Table 1).
 """
 from dist_cluster.config import ExperimentConfig
 from dist_cluster.launch import run_recipe
-from dist_cluster.methods.unic_recipes import paper_config
+
+from common.unic import paper_config
 
 
 def config() -> ExperimentConfig:

@@ -6,7 +6,8 @@ Paper: ACC/NMI/ARI 98.75/96.87/97.25 (Table 1).
 """
 from dist_cluster.config import ExperimentConfig
 from dist_cluster.launch import run_recipe
-from dist_cluster.methods.unic_recipes import paper_config
+
+from common.unic import paper_config
 
 
 def config() -> ExperimentConfig:

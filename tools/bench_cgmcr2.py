@@ -46,8 +46,8 @@ def ms_per_iteration(overrides: list[str], batch: int = 512, iters: int = 10) ->
 
     from dist_cluster.launch import build_config, load_recipe
     from dist_cluster.methods.base import total_loss
-    from dist_cluster.methods.cgmcr2 import CgMCR2
-    from dist_cluster.methods.cgmcr2_data import load_arrays
+    from dist_cluster.methods.cgmcr2.method import CgMCR2
+    from dist_cluster.methods.cgmcr2.data import load_arrays
     cfg = build_config(load_recipe("cgmcr2_fmnist"), overrides)
     cfg.method.global_batch = 0
     method = CgMCR2(cfg)
@@ -101,7 +101,7 @@ def main(argv=None) -> None:
           f"setting {' '.join(overrides)}; scores on the 10,000 test images, mean ± std over seeds "
           f"{args.seeds}, NMI geometric")
     print(f"{'method':<36} {'ACC %':>12} {'NMI %':>12} {'ARI %':>12} {'fit time s':>11}")
-    from dist_cluster.methods.cgmcr2_report import NAMES
+    from dist_cluster.methods.cgmcr2.report import NAMES
     for key in METHODS:
         got = [r[key] for r in rows.values() if key in r]
         if not got:

@@ -66,7 +66,7 @@ def features(cfg, state: dict, key: str) -> tuple[torch.Tensor, torch.Tensor]:
     """CLS features ("h") or instance features ("z") of the transductive evaluation images, unmasked."""
     from dist_cluster.data import build
     from dist_cluster.data.prepare import prepare
-    from dist_cluster.methods.pici import PICI
+    from dist_cluster.methods.pici.method import PICI
     method = PICI(cfg)
     method.net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
     method.eval()

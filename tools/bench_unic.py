@@ -26,8 +26,8 @@ from dist_cluster.distributed import DistEnv  # noqa: E402
 from dist_cluster.engine.context import RunContext  # noqa: E402
 from dist_cluster.eval import cluster_metrics, gcd_accuracy  # noqa: E402
 from dist_cluster.methods.base import total_loss  # noqa: E402
-from dist_cluster.methods.unic import UnicMethod  # noqa: E402
-from dist_cluster.methods.unic_recipes import fmnist_config  # noqa: E402
+from dist_cluster.methods.unic.method import UnicMethod  # noqa: E402
+from dist_cluster.launch import load_recipe  # noqa: E402
 
 DEFAULT = "data/fmnist_effnet_112/eval.json"
 
@@ -38,7 +38,7 @@ class _Quiet:
 
 
 def build(args, run_dir: str, seed: int, mode: str = "cluster", **method):
-    cfg = fmnist_config(mode)
+    cfg = load_recipe("unic_fmnist" if mode == "cluster" else "unic_gcd_fmnist")()
     cfg.seed, cfg.run_dir = seed, run_dir
     cfg.data.train, cfg.data.eval = args.train, args.eval or args.train
     cfg.method.epochs, cfg.method.tau1, cfg.method.tau2 = args.epochs, args.tau1, args.tau2

@@ -138,7 +138,7 @@ def cgmcr2_iteration() -> None:
     from dist_cluster.config import ExperimentConfig
     from dist_cluster.launch import build_method
     from dist_cluster.methods.base import total_loss
-    from dist_cluster.methods.cgmcr2_config import CgMCR2Config
+    from dist_cluster.methods.cgmcr2.config import CgMCR2Config
     cfg = ExperimentConfig(method=CgMCR2Config(in_dim=768, k=10))
     method = build_method(cfg).cuda().train()
     stage = method.stages()[-1]

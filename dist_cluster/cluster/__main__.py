@@ -36,9 +36,9 @@ def parse(argv):
 def main(argv=None) -> dict | None:
     from dist_cluster.cluster.configs import method_config
     from dist_cluster.cluster.inputs import image_features, resolve_data
-    from dist_cluster.config import ConfigError
     from dist_cluster.cluster.report import write_report
     from dist_cluster.cluster.run import kmeans_predictions, select, selection_report, train_seeds
+    from dist_cluster.config import ConfigError
     from dist_cluster.distributed import resolve
     from dist_cluster.launch import strip_launcher_args
     args = parse(strip_launcher_args(sys.argv[1:] if argv is None else argv))

@@ -6,7 +6,7 @@ What depends on the data is set here, then the user's `key=value` overrides appl
             no mid-run checkpoints (runs take seconds to minutes; a re-run starts over)
   cgmcr2    recipes/cgmcr2_digits.py; method.in_dim = the features' width; method.global_batch, when set,
             is clamped to N (it overrides data.batch_size)
-  unic      head-only UNIC on the features (dist_cluster.methods.unic_recipes.fmnist_config);
+  unic      head-only UNIC on the features (recipes/unic_fmnist.py);
             τ₂ (negatives are neighbours ranked ≥ τ₂) = N / (2k), half the mean cluster size, at least 2·τ₁
   pici      recipes/pici_digits.py (the tiny CPU model); data.image_size = the images' larger side rounded
             up to a multiple of the patch size (4), kept within 16..64
@@ -38,8 +38,7 @@ def _base(method: str) -> ExperimentConfig:
     if method == "pici":
         return load_recipe("pici_digits")()
     if method == "unic":
-        from dist_cluster.methods.unic_recipes import fmnist_config
-        return fmnist_config("cluster")
+        return load_recipe("unic_fmnist")()
     raise InputError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
 
 

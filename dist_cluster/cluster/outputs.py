@@ -11,9 +11,9 @@ import os
 import numpy as np
 import torch
 
-from dist_cluster.methods.cgmcr2 import CgMCR2
-from dist_cluster.methods.pici import PICI
-from dist_cluster.methods.unic import UnicMethod
+from dist_cluster.methods.cgmcr2.method import CgMCR2
+from dist_cluster.methods.pici.method import PICI
+from dist_cluster.methods.unic.method import UnicMethod
 
 
 def save_predictions(run_dir: str, index, logits_or_probs, embedding, module, probs: bool = False) -> None:

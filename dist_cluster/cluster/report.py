@@ -8,8 +8,7 @@ import os
 
 import numpy as np
 
-from dist_cluster.cluster.table import (NAMES, baseline_rows, format_table, mark_beaten, score_row, table_png,
-                                        title_line)
+from dist_cluster.cluster.table import NAMES, baseline_rows, format_table, mark_beaten, score_row, table_png, title_line
 
 TITLES = {"cgmcr2": "CgMCR²", "unic": "UNIC", "pici": "PICI", "kmeans": "KMeans"}
 SPLIT = "evaluated on the training data (clustering is transductive; no separate split)"
@@ -67,7 +66,7 @@ def write_report(method: str, data, k: int, runs, best, selection: dict, run_dir
     if data.kind == "image":     # the baselines see grey pixels at ≤ 32 px
         names |= {k: v.replace("pre-features", "pixels") for k, v in NAMES.items()}
     if method == "cgmcr2":
-        from dist_cluster.methods.cgmcr2_report import NAMES as names
+        from dist_cluster.methods.cgmcr2.report import NAMES as names
     text = format_table(rows, title, names)
     sizes = np.bincount(pred["cluster"], minlength=k).tolist()
     label_free = {"cluster_sizes": sizes, "silhouette": score_row(pred["cluster"], x, None, nmi_average)["silhouette"],

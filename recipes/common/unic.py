@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dist_cluster.config import ExperimentConfig
 from dist_cluster.data import DataConfig
-from dist_cluster.methods.unic_config import UnicConfig
+from dist_cluster.methods.unic.config import UnicConfig
 
 # SPEC U5 per data set: K, τ1, η, τ2 (η = 0 with eta_quantile: CUB's η is not given, U7-10/14)
 PAPER = {

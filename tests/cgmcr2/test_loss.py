@@ -5,9 +5,9 @@ import torch
 
 from dist_cluster.config import ExperimentConfig
 from dist_cluster.methods.base import Stage, total_loss
-from dist_cluster.methods.cgmcr2 import CgMCR2
-from dist_cluster.methods.cgmcr2_config import CgMCR2Config
-from dist_cluster.methods.cgmcr2_loss import CgMCR2Objective
+from dist_cluster.methods.cgmcr2.method import CgMCR2
+from dist_cluster.methods.cgmcr2.config import CgMCR2Config
+from dist_cluster.methods.cgmcr2.loss import CgMCR2Objective
 from dist_utils import run_world
 
 torch.set_num_threads(1)

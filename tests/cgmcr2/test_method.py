@@ -7,10 +7,10 @@ import torch
 from dist_cluster.config import ExperimentConfig
 from dist_cluster.eval import cluster_metrics
 from dist_cluster.methods.base import total_loss
-from dist_cluster.methods.cgmcr2 import CgMCR2
-from dist_cluster.methods.cgmcr2_config import CgMCR2Config
-from dist_cluster.methods.cgmcr2_report import classical_baseline, format_table
-from dist_cluster.methods.cgmcr2_sc import spectral_on_embeddings
+from dist_cluster.methods.cgmcr2.method import CgMCR2
+from dist_cluster.methods.cgmcr2.config import CgMCR2Config
+from dist_cluster.methods.cgmcr2.report import classical_baseline, format_table
+from dist_cluster.methods.cgmcr2.spectral import spectral_on_embeddings
 from dist_utils import run_world
 
 torch.set_num_threads(1)

@@ -2,12 +2,13 @@
 per-epoch matching, and (2 gloo ranks) the whole training step and pseudo-label pass against one process."""
 import pytest
 import torch
-
 from dist_utils import run_world
+
 from dist_cluster.config import ExperimentConfig
-from dist_cluster.methods.pici import PICI
-from dist_cluster.methods.pici_boost import epoch_matching, kmeans_features, two_view_pass
-from dist_cluster.methods.pici_config import tiny_pici
+from dist_cluster.methods.pici.boost import epoch_matching, kmeans_features, two_view_pass
+from dist_cluster.methods.pici.method import PICI
+
+from common.pici import tiny_pici
 
 torch.set_num_threads(1)
 

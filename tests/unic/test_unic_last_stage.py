@@ -6,7 +6,6 @@ get worse by more than 0.02 (the analogue of the paper's Fig. 7)."""
 import numpy as np
 import pytest
 import torch
-
 from unic_helpers import ListLogger
 
 from dist_cluster.config import ExperimentConfig
@@ -17,8 +16,8 @@ from dist_cluster.data.writer import write_shards
 from dist_cluster.distributed import DistEnv
 from dist_cluster.engine.context import RunContext
 from dist_cluster.methods.base import total_loss
-from dist_cluster.methods.unic import UnicMethod
-from dist_cluster.methods.unic_config import UnicConfig
+from dist_cluster.methods.unic.config import UnicConfig
+from dist_cluster.methods.unic.method import UnicMethod
 
 torch.set_num_threads(1)   # faster than 2 on a shared 2-core machine
 

@@ -5,13 +5,12 @@ import os
 import numpy as np
 import pytest
 import torch
-
 from dist_utils import run_world
 from unic_helpers import digits_config, make_method
 
 from dist_cluster import neighbors as nb
-from dist_cluster.methods.unic_mining import Mined, mining_path
-from dist_cluster.methods.unic_pairs import positives
+from dist_cluster.methods.unic.mining import Mined, mining_path
+from dist_cluster.methods.unic.pairs import positives
 
 torch.set_num_threads(1)
 

@@ -2,8 +2,8 @@
 import timm
 import torch
 
-from dist_cluster.methods.unic_config import UnicConfig
-from dist_cluster.methods.unic_model import build_head, efficientnet_lite0, vit_backbone
+from dist_cluster.methods.unic.config import UnicConfig
+from dist_cluster.methods.unic.model import build_head, efficientnet_lite0, vit_backbone
 
 torch.set_num_threads(2)
 

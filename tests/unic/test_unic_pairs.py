@@ -1,8 +1,7 @@
 """Per-anchor sampling of positives (SPEC U3) and the GCD labelled neighbours (SPEC U4, U7-7)."""
 import numpy as np
-import pytest
 
-from dist_cluster.methods.unic_pairs import LabelledSets, gcd_split, pick, positives, uniforms
+from dist_cluster.methods.unic.pairs import LabelledSets, gcd_split, pick, positives, uniforms
 
 
 def test_uniforms_depend_only_on_seed_epoch_index_stream_draw():

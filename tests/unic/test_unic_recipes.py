@@ -8,7 +8,6 @@ import warnings
 import numpy as np
 import pytest
 import torch
-
 from unic_images import tiny_overrides, write_image_folder
 
 from dist_cluster.distributed import resolve
@@ -16,7 +15,8 @@ from dist_cluster.engine.context import RunContext
 from dist_cluster.engine.setup import build_optimizer
 from dist_cluster.launch import build_config, build_method, load_recipe
 from dist_cluster.methods.base import total_loss
-from dist_cluster.methods.unic_recipes import PAPER
+
+from common.unic import PAPER
 
 torch.set_num_threads(1)
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

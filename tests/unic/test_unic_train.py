@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 from sklearn.cluster import KMeans
-
 from unic_helpers import digits_config, make_method, train
 
 from dist_cluster.eval import cluster_metrics

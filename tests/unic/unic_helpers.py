@@ -9,8 +9,8 @@ from dist_cluster.data import DataConfig
 from dist_cluster.distributed import DistEnv
 from dist_cluster.engine.context import RunContext
 from dist_cluster.methods.base import total_loss
-from dist_cluster.methods.unic import UnicMethod
-from dist_cluster.methods.unic_config import UnicConfig
+from dist_cluster.methods.unic.config import UnicConfig
+from dist_cluster.methods.unic.method import UnicMethod
 
 
 class ListLogger:

@@ -15,8 +15,8 @@ from torch import nn
 from dist_cluster.distributed import world_size
 from dist_cluster.eval import cluster_metrics, gather_in_index_order
 from dist_cluster.methods.base import Method, Stage, check_clusters
-from dist_cluster.methods.cgmcr2_config import CgMCR2Config
-from dist_cluster.methods.cgmcr2_loss import CgMCR2Objective
+from dist_cluster.methods.cgmcr2.config import CgMCR2Config
+from dist_cluster.methods.cgmcr2.loss import CgMCR2Objective
 from dist_cluster.models.heads import ClusterHead, FeatureHead, memberships, pre_feature_layer
 
 __all__ = ["CgMCR2", "CgMCR2Config"]
@@ -33,7 +33,7 @@ class CgMCR2(Method):
             # the paper's batch n is global; ranks get equal shares (remainder dropped)
             cfg.data.batch_size = max(1, m.global_batch // world_size())
         if m.in_dim <= 0:
-            from dist_cluster.methods.cgmcr2_data import feature_dim
+            from dist_cluster.methods.cgmcr2.data import feature_dim
             m.in_dim = feature_dim(cfg.data)
         self.pre = pre_feature_layer(m.in_dim, m.hidden)
         self.feature_head = FeatureHead(m.hidden, m.feature_dim, m.n_hidden)
@@ -79,7 +79,7 @@ class CgMCR2(Method):
 
     def build_loaders(self, ctx):
         from dist_cluster.data.sampling import TensorLoader
-        from dist_cluster.methods.cgmcr2_data import load_arrays
+        from dist_cluster.methods.cgmcr2.data import load_arrays
         self.fit_started = time.time()
         self._arrays = load_arrays(self.cfg.data)
         x, y, idx = self._arrays["train"]
@@ -109,7 +109,7 @@ class CgMCR2(Method):
     def evaluate(self, ctx) -> dict[str, float]:
         """ACC / NMI (method.nmi_average) / ARI of argmax labels over the whole evaluation split."""
         if self._arrays is None:
-            from dist_cluster.methods.cgmcr2_data import load_arrays
+            from dist_cluster.methods.cgmcr2.data import load_arrays
             self._arrays = load_arrays(self.cfg.data)
         x, y, idx = self._arrays["eval"]
         mine = torch.tensor_split(torch.arange(len(x)), world_size())[ctx.env.rank]
@@ -120,7 +120,7 @@ class CgMCR2(Method):
         res = cluster_metrics(y_all.numpy(), labels.numpy(), nmi_average=self.m.nmi_average) if labelled else {}
         res["clusters_used"] = int(labels.unique().numel())
         if self.m.sc_every_eval and ctx.env.is_main and labelled:
-            from dist_cluster.methods.cgmcr2_sc import spectral_on_embeddings
+            from dist_cluster.methods.cgmcr2.spectral import spectral_on_embeddings
             sc = spectral_on_embeddings(z, self.m.k, self.m.sc_s, seed=1)
             res |= {f"sc_{k}": v for k, v in cluster_metrics(y_all.numpy(), sc, self.m.nmi_average).items()}
         if ctx.env.is_main:
@@ -133,5 +133,5 @@ class CgMCR2(Method):
         """Rank 0: the final table (CgMCR², CgMCR²-SC, KMeans, SpectralClustering) and the figures."""
         if not ctx.env.is_main or not self.last_eval:
             return []
-        from dist_cluster.methods.cgmcr2_report import final_report
+        from dist_cluster.methods.cgmcr2.report import final_report
         return final_report(self, ctx)

@@ -13,8 +13,17 @@ import time
 
 import numpy as np
 
-from dist_cluster.cluster.table import (NAMES as BASELINE_NAMES, baseline_labels, baseline_rows, format_table as _fmt,
-                                        l2_rows, mark_beaten, score_row, table_png, title_line)
+from dist_cluster.cluster.table import NAMES as BASELINE_NAMES
+from dist_cluster.cluster.table import (
+    baseline_labels,
+    baseline_rows,
+    l2_rows,
+    mark_beaten,
+    score_row,
+    table_png,
+    title_line,
+)
+from dist_cluster.cluster.table import format_table as _fmt
 
 NAMES = {"cgmcr2": "CgMCR² (argmax of g)", "cgmcr2_sc": "CgMCR²-SC (spectral on Z)", **BASELINE_NAMES}
 
@@ -28,7 +37,7 @@ def classical_baseline(name: str, x: np.ndarray, k: int, seed: int, spectral_nei
 def results_table(ev: dict, m, seed: int, fit_time_s: float | None = None, nmi_average: str | None = None
                   ) -> dict[str, dict]:
     """{row: {input, acc, nmi, ari, silhouette, clusters_used, time_s[, beaten_by]}} on the eval outputs `ev`."""
-    from dist_cluster.methods.cgmcr2_sc import spectral_on_embeddings
+    from dist_cluster.methods.cgmcr2.spectral import spectral_on_embeddings
     nmi = nmi_average or m.nmi_average
     y = ev["y"].numpy()
     y = y if (y >= 0).all() else None        # unknown labels (−1): label-free figures only
@@ -86,6 +95,6 @@ def final_report(method, ctx) -> list[str]:
         f.write("```\n" + text + "\n```\n")
     ctx.log({f"final/{k}/{metric}": v for k, r in rows.items() for metric, v in r.items()
              if isinstance(v, (int, float))})
-    from dist_cluster.methods.cgmcr2_figures import write_all
+    from dist_cluster.methods.cgmcr2.figures import write_all
     return [table_png(text, os.path.join(ctx.figures_dir, "results_table.png"))] + write_all(ev, m, ctx.run_dir,
                                                                                           ctx.figures_dir)

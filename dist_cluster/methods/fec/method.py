@@ -19,7 +19,7 @@ import dist_cluster.models  # noqa: F401  (registers fec_* with timm)
 from dist_cluster.config import ConfigError
 from dist_cluster.eval.passes import index_ordered_pass
 from dist_cluster.methods.base import Method, Stage
-from dist_cluster.methods.fec_classification_config import FecClassificationConfig  # noqa: F401
+from dist_cluster.methods.fec.config import FecClassificationConfig  # noqa: F401
 
 
 class FecClassification(Method):

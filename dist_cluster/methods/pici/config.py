@@ -8,7 +8,7 @@ from typing import Literal
 
 @dataclass
 class PICIConfig:
-    target: str = "dist_cluster.methods.pici:PICI"
+    target: str = "dist_cluster.methods.pici.method:PICI"
     num_clusters: int = 10                 # M = number of classes
 
     # model (SPEC P2, P5); the input size is data.image_size, channels data.in_chans
@@ -51,11 +51,3 @@ class PICIConfig:
     eval_reference_mask: float = 0.0       # > 0: also log metrics with this test-time mask (diagnostic, SPEC P7-3)
     recon_images: int = 8                  # MAE reconstructions in the figure
     tsne_samples: int = 1000               # points in the t-SNE figure (0 = no t-SNE)
-
-
-def tiny_pici(num_clusters: int = 10) -> PICIConfig:
-    """SPEC P8's CPU-scale model (patch 4; encoder 64-d × 2 × 4 heads; decoder 64-d × 1 × 4 heads; G_I 64→64→32,
-    G_C 64→64→M) and its 2 / 6 / 2 epoch schedule."""
-    return PICIConfig(num_clusters=num_clusters, patch_size=4, embed_dim=64, depth=2, num_heads=4,
-                      decoder_embed_dim=64, decoder_depth=1, decoder_num_heads=4, instance_dim=32, head_hidden=64,
-                      pretrain_epochs=2, train_epochs=6, boost_epochs=2, kmeans_n_init=10)

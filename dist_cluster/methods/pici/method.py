@@ -17,8 +17,8 @@ from dist_cluster.distributed import all_gather_varlen, rank, world_size
 from dist_cluster.eval import cluster_metrics
 from dist_cluster.eval.passes import index_ordered_pass
 from dist_cluster.methods.base import Method, Stage, check_clusters
-from dist_cluster.methods.pici_boost import FEATURE_MODES, epoch_matching, pseudo_labels, two_view_pass
-from dist_cluster.methods.pici_config import PICIConfig
+from dist_cluster.methods.pici.boost import FEATURE_MODES, epoch_matching, pseudo_labels, two_view_pass
+from dist_cluster.methods.pici.config import PICIConfig
 from dist_cluster.models.vit_mae import PICINet
 from dist_cluster.objectives.contrastive import cluster_loss_parts, instance_loss
 from dist_cluster.objectives.cross_level import CE_MODES, cli_loss, match_global_batch
@@ -216,5 +216,5 @@ class PICI(Method):
         return index_ordered_pass(self.eval_loader, step)
 
     def write_figures(self, ctx) -> list[str]:
-        from dist_cluster.methods.pici_figures import write_all
+        from dist_cluster.methods.pici.figures import write_all
         return write_all(self, ctx)

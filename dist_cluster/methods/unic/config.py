@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 
 @dataclass
 class UnicConfig:
-    target: ClassVar[str] = "dist_cluster.methods.unic:UnicMethod"
+    target: ClassVar[str] = "dist_cluster.methods.unic.method:UnicMethod"
     num_clusters: int = 10             # K = number of classes (GCD: |old| + |new|)
     mode: Literal["cluster", "gcd"] = "cluster"              # cluster | gcd
     epochs: int = 100

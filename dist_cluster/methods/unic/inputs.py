@@ -6,8 +6,8 @@ import numpy as np
 import torch
 
 from dist_cluster.eval import gather_in_index_order
-from dist_cluster.methods.unic_data import FeatureRows, ImageRows, PairLoader
-from dist_cluster.methods.unic_pairs import NEG, POS, LabelledSets, gcd_split
+from dist_cluster.methods.unic.data import FeatureRows, ImageRows, PairLoader
+from dist_cluster.methods.unic.pairs import NEG, POS, LabelledSets, gcd_split
 
 
 def _feature_norm(train: torch.Tensor, kind: str):
@@ -72,6 +72,7 @@ class UnicInputs:
         if name != "scan":
             return transform_from_config(d, name, self.native_size())
         from timm.data import create_transform
+
         from dist_cluster.data.transforms import default_mean_std
         mean, std = default_mean_std(d.in_chans)
         size = d.image_size or self.native_size()

@@ -13,9 +13,10 @@ import numpy as np
 import torch
 
 from dist_cluster.methods.base import Method, Stage, check_clusters
-from dist_cluster.methods.unic_config import UnicConfig  # noqa: F401  (re-exported for recipes)
-from dist_cluster.methods.unic_model import build_backbone, build_head
+from dist_cluster.methods.unic.config import UnicConfig  # noqa: F401  (re-exported for recipes)
+from dist_cluster.methods.unic.model import build_backbone, build_head
 from dist_cluster.objectives.neighbor_losses import unic_losses
+
 
 class UnicMethod(Method):
     def __init__(self, cfg):
@@ -37,7 +38,7 @@ class UnicMethod(Method):
 
     # ---------------------------------------------------------------- data
     def data(self):
-        from dist_cluster.methods.unic_inputs import UnicInputs
+        from dist_cluster.methods.unic.inputs import UnicInputs
         if self._data is None:
             self._data = UnicInputs(self.cfg)
         return self._data
@@ -65,7 +66,7 @@ class UnicMethod(Method):
         return loader
 
     def _pairs(self, epoch: int, idx: np.ndarray):
-        from dist_cluster.methods.unic_pairs import positives
+        from dist_cluster.methods.unic.pairs import positives
         if self.mined is None:
             raise RuntimeError("UNIC pairs requested before mining (on_stage_start) ran")
         m, seed = self.cfg.method, self.cfg.seed
@@ -91,7 +92,7 @@ class UnicMethod(Method):
     # ---------------------------------------------------------------- mining
     def on_stage_start(self, stage: Stage, ctx, resumed: bool) -> None:
         """Mine once with the frozen initial backbone (or reload the run's mining file) before training."""
-        from dist_cluster.methods.unic_mining import mine_or_load
+        from dist_cluster.methods.unic.mining import mine_or_load
         if self.mined is not None:
             return
         m = self.cfg.method
@@ -104,7 +105,7 @@ class UnicMethod(Method):
     @torch.no_grad()
     def evaluate(self, ctx) -> dict[str, float]:
         from dist_cluster.eval import cluster_metrics, gcd_accuracy
-        from dist_cluster.methods.unic_eval import gcd_accuracy_v1, kmeans_metrics
+        from dist_cluster.methods.unic.evaluation import gcd_accuracy_v1, kmeans_metrics
         m = self.cfg.method
         idx, emb, y = self.data().eval_embeddings(ctx, self)
         dtype = next(self.head.parameters()).dtype
@@ -129,7 +130,7 @@ class UnicMethod(Method):
         return out
 
     def write_figures(self, ctx) -> list[str]:
-        from dist_cluster.methods.unic_figures import confusion_figure, purity_figure
+        from dist_cluster.methods.unic.figures import confusion_figure, purity_figure
         paths = []
         c = self.mined.purity_curve(self.cfg.method.purity_ks) if self.mined is not None else {}
         if c:

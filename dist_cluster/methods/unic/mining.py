@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from dist_cluster.distributed import all_gather_varlen, rank
-from dist_cluster.methods.unic_pairs import NEG, NEG_KIND, pick, uniforms
+from dist_cluster.methods.unic.pairs import NEG, NEG_KIND, pick, uniforms
 
 SPACE_KEYS = ("input", "backbone", "pretrained_path", "img_size", "eval_transform", "feature_norm", "mine_l2norm",
               "mine_metric", "tau1", "tau2")

@@ -1,0 +1,1 @@
+"""Shared recipe bases (the papers' settings) that the recipes in this folder import and adjust."""
