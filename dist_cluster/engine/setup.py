@@ -25,14 +25,16 @@ def check_engine(cfg) -> None:
         raise ConfigError(f"data.batch_size must be >= 1, got {cfg.data.batch_size}")
 
 
-def deepspeed_config(cfg, world_size: int, load_universal: bool = False) -> dict:
+def deepspeed_config(cfg, world_size: int, load_universal: bool = False, batch_size: int | None = None) -> dict:
+    """`batch_size`: the per-rank batch when the method derives it (default data.batch_size)."""
     e = cfg.engine
+    batch_size = batch_size or cfg.data.batch_size
     if e.precision == "fp16" and not torch.cuda.is_available():
         raise ValueError("engine.precision=fp16 needs a GPU; DeepSpeed's CPU accelerator supports fp32 and bf16")
     ds = {
-        "train_micro_batch_size_per_gpu": cfg.data.batch_size,
+        "train_micro_batch_size_per_gpu": batch_size,
         "gradient_accumulation_steps": e.grad_accum,
-        "train_batch_size": cfg.data.batch_size * e.grad_accum * world_size,
+        "train_batch_size": batch_size * e.grad_accum * world_size,
         "gradient_clipping": cfg.optim.clip_grad,
         "zero_optimization": {"stage": e.zero_stage},
         "zero_allow_untested_optimizer": True,

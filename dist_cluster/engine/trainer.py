@@ -50,7 +50,7 @@ class Trainer:
         if self.channels_last:
             self.method.to(memory_format=torch.channels_last)
         self.optimizer = build_optimizer(self.method, self.cfg.optim)
-        ds_cfg = deepspeed_config(self.cfg, self.ctx.env.world_size, load_universal)
+        ds_cfg = deepspeed_config(self.cfg, self.ctx.env.world_size, load_universal, self.batch_size)
         args = SimpleNamespace(device_rank=self.ctx.device.index) if cuda else None   # ranks may share a GPU
         self.engine, _, _, _ = deepspeed.initialize(args=args, model=self.method, optimizer=self.optimizer,
                                                     config=ds_cfg)
@@ -226,13 +226,17 @@ class Trainer:
 
     def fit(self) -> dict:
         t_start = time.time()
+        self.batch_size = self.method.batch_size_per_rank(self.ctx.env.world_size)
         loader = self.method.build_loaders(self.ctx)
         accum = self.cfg.engine.grad_accum
         n_batches = loader.batches_per_epoch() // accum * accum
         if n_batches == 0:
             raise ValueError(f"an epoch has {loader.batches_per_epoch()} batches per rank, fewer than "
                              f"engine.grad_accum={accum}: lower data.batch_size or the number of processes")
-        self.bs_global = self.cfg.data.batch_size * self.ctx.env.world_size
+        self.bs_global = self.batch_size * self.ctx.env.world_size
+        self.derived = {"batch_size_per_rank": self.batch_size, "global_batch": self.bs_global * accum,
+                        "batches_per_epoch": n_batches} | self.method.derived()
+        self.ctx.logger.log(self.derived, self.ctx.global_step, kind="derived", echo=False)
         pos = self._resume(n_batches)
         self.last_eval, stopped = None, False
         self.method.train()
@@ -254,7 +258,8 @@ class Trainer:
         summary = {"metrics": final, "global_step": ctx.global_step, "epochs_done": ctx.epoch + 1,
                    "stopped_at_max_steps": stopped, "resumed_from": resumed_from,
                    "world_size": ctx.env.world_size, "wall_time_s": round(time.time() - t_start, 2),
-                   "data_skipped": self.data_skipped, "skipped_steps": self.skipped_steps, "figures": figures}
+                   "data_skipped": self.data_skipped, "skipped_steps": self.skipped_steps, "derived": self.derived,
+                   "figures": figures}
         if ctx.env.is_main:
             with open(os.path.join(ctx.run_dir, "summary.json"), "w") as f:
                 json.dump(summary, f, indent=2)

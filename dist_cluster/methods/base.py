@@ -63,6 +63,16 @@ class Method(nn.Module):
         """Names (as in named_parameters) excluded from weight decay besides every 1-D parameter."""
         return set()
 
+    def batch_size_per_rank(self, world_size: int) -> int:
+        """The batch each rank draws (the engine and the loaders use it); a method whose paper states a global
+        batch derives it here instead of rewriting the config."""
+        return self.cfg.data.batch_size
+
+    def derived(self) -> dict:
+        """Values the method derived from the config and the data (logged and put in summary.json, never
+        written back into the config)."""
+        return {}
+
     def build_loaders(self, ctx: "RunContext") -> Loader:
         raise NotImplementedError
 

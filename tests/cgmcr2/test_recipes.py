@@ -81,3 +81,17 @@ def test_recipe_runs_a_few_steps_on_substitute_shards(tmp_path, name):
     table = json.load(open(run_dir / "results_table.json"))["rows"]
     assert "cgmcr2" in table and ("cgmcr2_sc" in table) == (k < 128)
     assert os.path.exists(run_dir / "figures" / "cluster_sizes.png")
+
+
+def test_saved_config_is_what_the_user_gave_and_derived_values_are_logged_beside_it(tmp_path):
+    """global_batch and a 0 input width are resolved by the method, never written back into config.yaml."""
+    import yaml
+    train, evals = substitute_shards(tmp_path / "data", 10, 48, n_train=600, n_eval=64)
+    run_dir = tmp_path / "run"
+    _run("cgmcr2_digits", [f"data.train={train}", f"data.eval={evals}", f"run_dir={run_dir}", "method.in_dim=0",
+                           "method.global_batch=300", "method.hidden=32", "engine.max_steps=1", "method.baselines=()"])
+    saved = yaml.safe_load(open(run_dir / "config.yaml"))
+    assert saved["data"]["batch_size"] == 512 and saved["method"]["in_dim"] == 0   # the recipe's and the user's
+    derived = [json.loads(x) for x in open(run_dir / "metrics.jsonl") if '"derived"' in x][0]
+    assert derived["batch_size_per_rank"] == 300 and derived["global_batch"] == 300 and derived["in_dim"] == 48
+    assert json.load(open(run_dir / "summary.json"))["derived"]["in_dim"] == 48

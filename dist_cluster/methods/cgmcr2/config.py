@@ -38,7 +38,7 @@ class CgMCR2Config:
     symmetrize: bool = False           # use ½(A + Aᵀ)
     detach_affinity: bool = True       # paper Alg. 1 line 7; the code keeps A in the graph
 
-    # batches: the paper's n is the GLOBAL batch; > 0 sets data.batch_size = global_batch // processes
+    # batches: the paper's n is the GLOBAL batch; > 0: each rank draws global_batch // processes (a derived value)
     global_batch: int = 0
 
     # schedule (Alg. 1, B8): constant lr for T₁ epochs, then cosine over T₂

@@ -29,13 +29,11 @@ class CgMCR2(Method):
         m: CgMCR2Config = cfg.method
         self.m = m
         self._arrays = None
-        if m.global_batch > 0:
-            # the paper's batch n is global; ranks get equal shares (remainder dropped)
-            cfg.data.batch_size = max(1, m.global_batch // world_size())
-        if m.in_dim <= 0:
+        self.in_dim = m.in_dim   # derived from the data when 0; the config keeps what the user gave
+        if self.in_dim <= 0:
             from dist_cluster.methods.cgmcr2.data import feature_dim
-            m.in_dim = feature_dim(cfg.data)
-        self.pre = pre_feature_layer(m.in_dim, m.hidden)
+            self.in_dim = feature_dim(cfg.data)
+        self.pre = pre_feature_layer(self.in_dim, m.hidden)
         self.feature_head = FeatureHead(m.hidden, m.feature_dim, m.n_hidden)
         self.cluster_head = ClusterHead(m.hidden, m.k, m.n_hidden)
         self.objective = CgMCR2Objective(m)
@@ -43,6 +41,15 @@ class CgMCR2(Method):
         self.fit_started: float | None = None
 
     # ---- engine contract ----------------------------------------------------------------------------------
+    def batch_size_per_rank(self, world_size: int) -> int:
+        """The paper's batch n is global (method.global_batch): ranks get equal shares, remainder dropped."""
+        if self.m.global_batch > 0:
+            return max(1, self.m.global_batch // world_size)
+        return self.cfg.data.batch_size
+
+    def derived(self) -> dict:
+        return {"in_dim": self.in_dim}
+
     def stages(self) -> list[Stage]:
         m = self.m
         out = []
@@ -84,8 +91,8 @@ class CgMCR2(Method):
         self._arrays = load_arrays(self.cfg.data)
         x, y, idx = self._arrays["train"]
         check_clusters(self.m.k, len(x), "method.k")
-        return TensorLoader(x, y, self.cfg.data.batch_size, self.cfg.seed, ctx.env.rank, ctx.env.world_size,
-                            drop_last=True, index=idx)
+        return TensorLoader(x, y, self.batch_size_per_rank(ctx.env.world_size), self.cfg.seed, ctx.env.rank,
+                            ctx.env.world_size, drop_last=True, index=idx)
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, batch_size: int = 1024, device=None) -> dict[str, torch.Tensor]:
