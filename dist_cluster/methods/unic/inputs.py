@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dist_cluster.eval import gather_in_index_order
 from dist_cluster.methods.unic.data import FeatureRows, ImageRows, PairLoader
 from dist_cluster.methods.unic.pairs import NEG, POS, LabelledSets, gcd_split
 
@@ -115,31 +114,16 @@ class UnicInputs:
             yield batch["index"], batch["image"], batch["label"]
 
     @torch.no_grad()
-    def embeddings(self, ctx, method, split: str):
-        """(index, embedding, label) over a whole split, gathered from every rank in global-index order."""
-        was_training = method.training
-        method.eval()
+    def local_embeddings(self, ctx, embed, dtype, dim: int, split: str):
+        """This rank's (index, embed(input), label) over its share of a split (every sample once across ranks)."""
         idx, emb, lab = [], [], []
-        dtype = next(method.head.parameters()).dtype
         for i, x, y in self._local_batches(ctx, split):
             idx.append(i.long())
-            emb.append(method.embed(x.to(ctx.device, dtype)).float().cpu())
+            emb.append(embed(x.to(ctx.device, dtype)).float().cpu())
             lab.append(y.long())
-        method.train(was_training)
-        d = method.feature_dim
-        local = (torch.cat(idx) if idx else torch.zeros(0, dtype=torch.long),
-                 torch.cat(emb) if emb else torch.zeros(0, d), torch.cat(lab) if lab else torch.zeros(0, dtype=torch.long))
-        return local
-
-    def mining_features(self, ctx, method):
-        """This rank's (features, global index, labels) of the mining space: the frozen initial backbone's
-        embeddings of the training split under the deterministic evaluation transform."""
-        index, emb, labels = self.embeddings(ctx, method, "train")
-        return emb, index, labels
-
-    def eval_embeddings(self, ctx, method):
-        split = "train" if self.m.mode == "gcd" else "eval"
-        return gather_in_index_order(*self.embeddings(ctx, method, split))
+        return (torch.cat(idx) if idx else torch.zeros(0, dtype=torch.long),
+                torch.cat(emb) if emb else torch.zeros(0, dim),
+                torch.cat(lab) if lab else torch.zeros(0, dtype=torch.long))
 
     def labelled_sets(self, labels: np.ndarray, m, seed: int) -> LabelledSets:
         labels = np.asarray(labels)

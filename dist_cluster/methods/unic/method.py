@@ -13,7 +13,6 @@ import numpy as np
 import torch
 
 from dist_cluster.methods.base import Method, Stage, check_clusters
-from dist_cluster.methods.unic.config import UnicConfig  # noqa: F401  (re-exported for recipes)
 from dist_cluster.methods.unic.model import build_backbone, build_head
 from dist_cluster.objectives.neighbor_losses import unic_losses
 
@@ -92,22 +91,41 @@ class UnicMethod(Method):
     # ---------------------------------------------------------------- mining
     def on_stage_start(self, stage: Stage, ctx, resumed: bool) -> None:
         """Mine once with the frozen initial backbone (or reload the run's mining file) before training."""
-        from dist_cluster.methods.unic.mining import mine_or_load
+        from dist_cluster.methods.unic import mining
         if self.mined is not None:
             return
         m = self.cfg.method
-        self.mined = mine_or_load(ctx.run_dir, self.cfg, lambda: self.data().mining_features(ctx, self), resumed)
+        if mining.exists(ctx.run_dir, self.cfg):
+            self.mined = mining.load(ctx.run_dir, self.cfg)
+        elif resumed:
+            raise RuntimeError(f"{mining.mining_path(ctx.run_dir, self.cfg)} is missing and this run resumes "
+                               "mid-training: mining again would use the fine-tuned backbone, not the initial one. "
+                               "Restore the file or use a new run directory.")
+        else:
+            index, x, labels = self._embeddings(ctx, "train")
+            self.mined = mining.mine(ctx.run_dir, self.cfg, x, index, labels)
         if m.mode == "gcd":
             self.labelled = self.data().labelled_sets(self.mined.labels, m, self.cfg.seed)
         ctx.log({f"mining/{k}": v for k, v in self.mined.log_record().items()}, kind="mining")
 
+    @torch.no_grad()
+    def _embeddings(self, ctx, split: str):
+        """This rank's (index, embedding, label) of a split in eval mode (mining: the frozen initial backbone)."""
+        was_training = self.training
+        self.eval()
+        try:
+            dtype = next(self.head.parameters()).dtype
+            return self.data().local_embeddings(ctx, self.embed, dtype, self.feature_dim, split)
+        finally:
+            self.train(was_training)
+
     # ---------------------------------------------------------------- evaluation
     @torch.no_grad()
     def evaluate(self, ctx) -> dict[str, float]:
-        from dist_cluster.eval import cluster_metrics, gcd_accuracy
+        from dist_cluster.eval import cluster_metrics, gather_in_index_order, gcd_accuracy
         from dist_cluster.methods.unic.evaluation import gcd_accuracy_v1, kmeans_metrics
         m = self.cfg.method
-        idx, emb, y = self.data().eval_embeddings(ctx, self)
+        idx, emb, y = gather_in_index_order(*self._embeddings(ctx, "train" if m.mode == "gcd" else "eval"))
         dtype = next(self.head.parameters()).dtype
         logits = torch.cat([self.head(e.to(ctx.device, dtype)).float().cpu() for e in emb.split(4096)]) \
             if len(emb) else torch.zeros(0, m.num_clusters)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -19,19 +19,19 @@ import torch
 from dist_cluster.distributed import all_gather_varlen, rank
 from dist_cluster.methods.unic.pairs import NEG, NEG_KIND, pick, uniforms
 
-SPACE_KEYS = ("input", "backbone", "pretrained_path", "img_size", "eval_transform", "feature_norm", "mine_l2norm",
-              "mine_metric", "tau1", "tau2")
 MAX_DRAWS = 10_000
 
 
-DATA_KEYS = ("name", "source", "train", "train_samples", "image_size", "in_chans", "mean", "std", "crop_pct")
+def space_key(cfg) -> dict:
+    """What the mining space depends on: the method's SPACE fields and the data's SAMPLES fields."""
+    m, d = cfg.method, cfg.data
+    return ({f.name: getattr(m, f.name) for f in fields(m) if f.metadata.get("mining_space")}
+            | {f"data.{f.name}": getattr(d, f.name) for f in fields(d) if f.metadata.get("samples")})
 
 
 def mining_path(run_dir: str, cfg) -> str:
-    """One file per mining space (data, backbone, transform, τ's); η is applied on load, so it is not part of it."""
-    m, d = cfg.method, cfg.data
-    key = json.dumps({k: getattr(m, k) for k in SPACE_KEYS} | {"backbone_kwargs": m.backbone_kwargs}
-                     | {f"data.{k}": getattr(d, k) for k in DATA_KEYS}, sort_keys=True, default=list)
+    """One file per mining space, so changing the backbone, the view or the τ's never reuses a stale file."""
+    key = json.dumps(space_key(cfg), sort_keys=True, default=list)
     return os.path.join(run_dir, "mining", f"unic_{hashlib.sha1(key.encode()).hexdigest()[:12]}.pt")
 
 
@@ -113,37 +113,46 @@ class Mined:
         return rec
 
 
-def mine_or_load(run_dir: str, cfg, get_features, resumed: bool) -> Mined:
-    """Collective. get_features() → this rank's (features, global index, labels) of the training split."""
+def exists(run_dir: str, cfg) -> bool:
+    return os.path.exists(mining_path(run_dir, cfg))
+
+
+def _labels_path(run_dir: str, cfg) -> str:
+    return mining_path(run_dir, cfg)[:-3] + "_labels.pt"
+
+
+def _mine_or_load(run_dir: str, cfg, features=None):
     from dist_cluster import neighbors as nb
     m = cfg.method
-    path = mining_path(run_dir, cfg)
-    labels_path = path[:-3] + "_labels.pt"
-    if resumed and not os.path.exists(path):
-        raise RuntimeError(f"{path} is missing and this run resumes mid-training: mining again would use the "
-                           "fine-tuned backbone, not the initial one. Restore the file or use a new run directory.")
-    box = {}
-
-    def features():
-        x, index, labels = get_features()
-        dev = x.device   # gathered on the compute device
-        y_all, i_all = (all_gather_varlen(labels.long().to(dev)).cpu(), all_gather_varlen(index.long().to(dev)).cpu())
-        box["labels"] = torch.full((len(i_all),), -1, dtype=torch.long).index_put_((i_all,), y_all)
-        if rank() == 0:      # written before the mining file, so a mining file always has its labels
-            os.makedirs(os.path.dirname(labels_path), exist_ok=True)
-            tmp = f"{labels_path}.tmp{os.getpid()}"
-            torch.save(box["labels"], tmp)
-            os.replace(tmp, labels_path)
-        if m.mine_l2norm:
-            x = torch.nn.functional.normalize(x.float(), dim=1)
-        known = _all_ranks_true(bool((labels >= 0).all()))
-        return x.float(), index.long(), labels.long() if known else None
-
     keep = max([m.tau1] + [k + 1 for k in m.purity_ks if k + 1 <= m.tau2])
-    res = nb.mine_or_load(path, features, m.tau1, m.tau2, m.mine_metric, eta=m.eta, eta_quantile=m.eta_quantile,
-                          keep=keep, chunk=m.mine_chunk)
-    labels = box["labels"] if "labels" in box else torch.load(labels_path, weights_only=True)
-    return Mined(res, labels.numpy())
+    return nb.mine_or_load(mining_path(run_dir, cfg), features, m.tau1, m.tau2, m.mine_metric, eta=m.eta,
+                           eta_quantile=m.eta_quantile, keep=keep, chunk=m.mine_chunk)
+
+
+def load(run_dir: str, cfg) -> Mined:
+    """The run's mining file and its labels (η re-applied when it changed)."""
+    labels = torch.load(_labels_path(run_dir, cfg), weights_only=True)
+    return Mined(_mine_or_load(run_dir, cfg), labels.numpy())
+
+
+def mine(run_dir: str, cfg, x: torch.Tensor, index: torch.Tensor, labels: torch.Tensor) -> Mined:
+    """Collective: mine from this rank's (features, global index, labels) and write the mining file; the
+    labels file is written first, so a mining file always has its labels."""
+    dev = x.device   # gathered on the compute device
+    y_all = all_gather_varlen(labels.long().to(dev)).cpu()
+    i_all = all_gather_varlen(index.long().to(dev)).cpu()
+    all_labels = torch.full((len(i_all),), -1, dtype=torch.long).index_put_((i_all,), y_all)
+    if rank() == 0:
+        path = _labels_path(run_dir, cfg)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.tmp{os.getpid()}"
+        torch.save(all_labels, tmp)
+        os.replace(tmp, path)
+    if cfg.method.mine_l2norm:
+        x = torch.nn.functional.normalize(x.float(), dim=1)
+    known = _all_ranks_true(bool((labels >= 0).all()))
+    res = _mine_or_load(run_dir, cfg, lambda: (x.float(), index.long(), labels.long() if known else None))
+    return Mined(res, all_labels.numpy())
 
 
 def _all_ranks_true(flag: bool) -> bool:
