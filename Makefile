@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast env system
+.PHONY: demo test test-fast lint env system
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -20,7 +20,10 @@ system:
 demo: $(STAMP)
 	$(PY) tools/demo.py
 
-test: $(STAMP) system
+lint: $(STAMP)
+	$(VENV)/bin/ruff check dist_cluster recipes slurm tools tests
+
+test: $(STAMP) system lint
 	. tools/slurm_local/env.sh && $(PY) -m pytest -q -ra tests
 
 test-fast: $(STAMP)

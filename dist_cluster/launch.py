@@ -102,7 +102,8 @@ def init_distributed(env: DistEnv, timeout_min: float = 30.0) -> torch.device:
     timeout = datetime.timedelta(minutes=timeout_min)
     backend = process_group_backend(cuda)
     if not cuda:
-        sys.modules["deepspeed.comm.torch"].build_shm_op = lambda: None   # skip a 30 s JIT build; gloo collectives are used instead
+        # skip a 30 s JIT build; gloo collectives are used instead
+        sys.modules["deepspeed.comm.torch"].build_shm_op = lambda: None
         # an explicit OMP_NUM_THREADS wins: on a shared machine one thread per process is often much faster
         threads = int(os.environ.get("OMP_NUM_THREADS") or 0)
         torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // max(env.local_world_size, 1)))

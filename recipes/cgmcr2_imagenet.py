@@ -5,7 +5,8 @@ CgMCR²-SC 67.7/87.1 (Table 3).
 Features (1.28 M train / 50 k val, 768-d): shard the ImageFolder tree, then
     torchrun --nproc_per_node 8 tools/extract_features.py --images data/imagenet/train.json --split train \\
         --out data/imagenet_clip_vitl14 --backbone open_clip:ViT-L-14@<weights.pt>   # and the eval split
-    torchrun --nproc_per_node 8 recipes/cgmcr2_imagenet.py        # or: python slurm/submit.py recipe=cgmcr2_imagenet ...
+    # or: python slurm/submit.py recipe=cgmcr2_imagenet ...
+    torchrun --nproc_per_node 8 recipes/cgmcr2_imagenet.py
 Rc's 1000 clusters are sharded across ranks (dist_cluster.objectives.coding_rate). The end-of-run
 SpectralClustering baseline builds a kNN graph of the 50 k pre-features on rank 0 (minutes).
 """

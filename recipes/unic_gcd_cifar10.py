@@ -1,4 +1,5 @@
-"""UNIC, GCD on CIFAR-10, old classes 0-4 (50% labelled), new 5-9, tau1=10, eta=70, tau2=10000 (paper settings, SPEC U5/U6).
+"""UNIC, GCD on CIFAR-10, old classes 0-4 (50% labelled), new 5-9, tau1=10, eta=70, tau2=10000
+(paper settings, SPEC U5/U6).
 
     python recipes/unic_gcd_cifar10.py data.source=<ImageFolder root> method.pretrained_path=<DINO ViT-B/16 weights>
     torchrun --nproc_per_node 8 recipes/unic_gcd_cifar10.py data.train=<train.json> data.eval=<eval.json> ...

@@ -1,4 +1,5 @@
-"""UNIC, GCD on CUB-200, old classes 0-99, tau1=10, eta at the 0.6 quantile of |U| (not in the paper), tau2=1000 (paper settings, SPEC U5/U6).
+"""UNIC, GCD on CUB-200, old classes 0-99, tau1=10, eta at the 0.6 quantile of |U| (not in the paper), tau2=1000
+(paper settings, SPEC U5/U6).
 
     python recipes/unic_gcd_cub200.py data.source=<ImageFolder root> method.pretrained_path=<DINO ViT-B/16 weights>
     torchrun --nproc_per_node 8 recipes/unic_gcd_cub200.py data.train=<train.json> data.eval=<eval.json> ...

@@ -1,4 +1,5 @@
-"""UNIC, GCD on ImageNet-100 (Vaze et al. split: first 50 classes old), tau1=10, eta=70, tau2=6300 (paper settings, SPEC U5/U6).
+"""UNIC, GCD on ImageNet-100 (Vaze et al. split: first 50 classes old), tau1=10, eta=70, tau2=6300
+(paper settings, SPEC U5/U6).
 
     python recipes/unic_gcd_imagenet100.py data.source=<ImageFolder root> method.pretrained_path=<DINO ViT-B/16 weights>
     torchrun --nproc_per_node 8 recipes/unic_gcd_imagenet100.py data.train=<train.json> data.eval=<eval.json> ...

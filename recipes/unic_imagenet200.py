@@ -1,4 +1,5 @@
-"""UNIC, clustering ImageNet-200 (TEMI split), K=200, batch 512, tau1=50, eta=1500, tau2=6300 (paper settings, SPEC U5/U6).
+"""UNIC, clustering ImageNet-200 (TEMI split), K=200, batch 512, tau1=50, eta=1500, tau2=6300
+(paper settings, SPEC U5/U6).
 
     python recipes/unic_imagenet200.py data.source=<ImageFolder root> method.pretrained_path=<DINO ViT-B/16 weights>
     torchrun --nproc_per_node 8 recipes/unic_imagenet200.py data.train=<train.json> data.eval=<eval.json> ...

@@ -8,7 +8,8 @@ import shlex
 from dataclasses import dataclass, field
 
 from dist_cluster.config import ConfigError, set_key
-from slurm.clusters import Site, site as load_site
+from slurm.clusters import Site
+from slurm.clusters import site as load_site
 
 CLUSTERS = ("slurm", "local", "debug")
 EXTRA_KEYS = ("recipe", "site", "cluster", "job_name")

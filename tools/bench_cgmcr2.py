@@ -46,8 +46,8 @@ def ms_per_iteration(overrides: list[str], batch: int = 512, iters: int = 10) ->
 
     from dist_cluster.launch import build_config, load_recipe
     from dist_cluster.methods.base import total_loss
-    from dist_cluster.methods.cgmcr2.method import CgMCR2
     from dist_cluster.methods.cgmcr2.data import load_arrays
+    from dist_cluster.methods.cgmcr2.method import CgMCR2
     cfg = build_config(load_recipe("cgmcr2_fmnist"), overrides)
     cfg.method.global_batch = 0
     method = CgMCR2(cfg)

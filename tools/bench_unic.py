@@ -25,9 +25,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from dist_cluster.distributed import DistEnv  # noqa: E402
 from dist_cluster.engine.context import RunContext  # noqa: E402
 from dist_cluster.eval import cluster_metrics, gcd_accuracy  # noqa: E402
+from dist_cluster.launch import load_recipe  # noqa: E402
 from dist_cluster.methods.base import total_loss  # noqa: E402
 from dist_cluster.methods.unic.method import UnicMethod  # noqa: E402
-from dist_cluster.launch import load_recipe  # noqa: E402
 
 DEFAULT = "data/fmnist_effnet_112/eval.json"
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import argparse
 import os
-from contextlib import nullcontext
 import sys
 import time
+from contextlib import nullcontext
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

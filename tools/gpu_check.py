@@ -143,8 +143,8 @@ def cgmcr2_iteration() -> None:
     method = build_method(cfg).cuda().train()
     stage = method.stages()[-1]
     opt = torch.optim.Adam(method.parameters(), lr=1e-4)
-    batch = {"feature": torch.randn(512, 768, device="cuda"), "label": torch.zeros(512, dtype=torch.long, device="cuda"),
-             "index": torch.arange(512, device="cuda")}
+    batch = {"feature": torch.randn(512, 768, device="cuda"), "index": torch.arange(512, device="cuda"),
+             "label": torch.zeros(512, dtype=torch.long, device="cuda")}
 
     def step():
         loss = total_loss(method(batch, stage), stage)

@@ -17,8 +17,8 @@ import time
 import torch
 
 from dist_cluster.bench.registry import Options, Row
-from dist_cluster.bench.timer import Measured, paired
 from dist_cluster.bench.throttle import parse_rate, read_throttled
+from dist_cluster.bench.timer import Measured, paired
 
 LATENCY = 0.002
 

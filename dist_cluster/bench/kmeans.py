@@ -43,8 +43,9 @@ def datasets(quick: bool):
 
 
 def _ours(x, init):
-    from dist_cluster.clustering import kmeans
     import time
+
+    from dist_cluster.clustering import kmeans
     t = time.perf_counter()
     r = kmeans(torch.from_numpy(x), len(init), init=torch.from_numpy(init))
     return Measured((time.perf_counter() - t) / r.n_iter, (r.inertia, r.n_iter, r.labels.numpy()))

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from dist_cluster.bench.registry import Options, Row
-from dist_cluster.bench.timer import Measured, paired
+from dist_cluster.bench.timer import paired
 
 
 def unit_vectors(n: int, d: int, seed: int = 0) -> np.ndarray:

@@ -38,7 +38,8 @@ def complete_tags(ckpt_dir: str) -> list[str]:
     """Complete checkpoint tags, oldest first."""
     if not os.path.isdir(ckpt_dir):
         return []
-    tags = [t for t in os.listdir(ckpt_dir) if TAG_RE.match(t) and os.path.exists(os.path.join(ckpt_dir, t, "COMPLETE"))]
+    tags = [t for t in os.listdir(ckpt_dir)
+            if TAG_RE.match(t) and os.path.exists(os.path.join(ckpt_dir, t, "COMPLETE"))]
     return sorted(tags)
 
 
@@ -106,7 +107,8 @@ def to_universal(ckpt_dir: str, tag: str) -> str:
            "1", "--num_merge_workers", "1"]
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:
-        raise RuntimeError(f"converting {tag} to a universal checkpoint failed:\n{res.stdout[-2000:]}\n{res.stderr[-4000:]}")
+        raise RuntimeError(f"converting {tag} to a universal checkpoint failed:\n{res.stdout[-2000:]}\n"
+                           f"{res.stderr[-4000:]}")
     open(os.path.join(out, "COMPLETE"), "w").write(json.dumps(read_meta(ckpt_dir, tag)))
     return out_tag
 

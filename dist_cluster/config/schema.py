@@ -35,7 +35,8 @@ class EngineConfig:
     log_every: int = 10            # optimizer steps between log lines
     eval_every: int = 1            # epochs between evaluations (0 = only at the end)
     max_steps: int = 0             # stop after this many optimizer steps (0 = full schedule)
-    progress: bool = field(default_factory=lambda: __import__("sys").stderr.isatty())  # tqdm bar on rank 0, on a terminal only
+    # tqdm bar on rank 0, on a terminal only
+    progress: bool = field(default_factory=lambda: __import__("sys").stderr.isatty())
     deepspeed: dict = field(default_factory=dict)  # extra DeepSpeed config merged last
     skip_nonfinite: int = 0        # skip up to N optimizer steps with a non-finite loss or gradient, then stop
     compile: bool = False          # torch.compile the method's model (GPU runs; a recipe may set it)

@@ -96,9 +96,9 @@ def stage_scheduler(optimizer, stage, cfg, updates_per_epoch: int):
         g["lr"] = base_lr * g["lr_scale"]
     name = stage.sched or cfg.sched.name
     warmup = stage.warmup_epochs if stage.warmup_epochs is not None else cfg.sched.warmup_epochs
-    kwargs = dict(num_epochs=max(stage.epochs - cfg.sched.cooldown_epochs, 1), warmup_epochs=warmup, warmup_lr=cfg.sched.warmup_lr,
-                  min_lr=cfg.sched.min_lr, cooldown_epochs=cfg.sched.cooldown_epochs, step_on_epochs=False,
-                  updates_per_epoch=max(updates_per_epoch, 1))
+    kwargs = dict(num_epochs=max(stage.epochs - cfg.sched.cooldown_epochs, 1), warmup_epochs=warmup,
+                  warmup_lr=cfg.sched.warmup_lr, min_lr=cfg.sched.min_lr, cooldown_epochs=cfg.sched.cooldown_epochs,
+                  step_on_epochs=False, updates_per_epoch=max(updates_per_epoch, 1))
     if name == "constant":   # timm's step schedule with no decay: warmup (if any), then the base lr
         name, kwargs["decay_rate"], kwargs["decay_epochs"] = "step", 1.0, 10 ** 6
     # warmup_t is computed in updates; timm rounds warmup_epochs * updates_per_epoch

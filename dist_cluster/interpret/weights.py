@@ -9,7 +9,7 @@ import timm
 import torch
 
 import dist_cluster.models  # noqa: F401  (registers fec_* with timm)
-from dist_cluster.models.fec import MODEL_ARGS, FEC, checkpoint_filter_fn
+from dist_cluster.models.fec import FEC, MODEL_ARGS, checkpoint_filter_fn
 
 # the classification method holds the backbone as `model` and its EMA copy as `ema.module`
 _PREFIXES = ("ema.module.", "module.ema.module.", "model.", "module.model.", "module.")

@@ -23,8 +23,7 @@ from __future__ import annotations
 
 import torch
 
-from dist_cluster.distributed import (all_gather_with_grad, all_reduce_sum, all_reduce_sum_with_grad, rank,
-                                      world_size)
+from dist_cluster.distributed import all_gather_with_grad, all_reduce_sum, all_reduce_sum_with_grad, rank, world_size
 
 TRACE_EPS = 1e-8        # added to tr Π_j, as the reference code does
 CHUNK_ELEMENTS = 1 << 24  # bound on chunk·(n·d + d²), the per-cluster Grams and their intermediate

@@ -2,11 +2,18 @@
 Gumbel-softmax memberships."""
 import pytest
 import torch
+from dist_utils import run_world
 from torch import nn
 
-from dist_cluster.models.heads import (ClusterHead, FeatureHead, GlobalBatchNorm1d, count_parameters, memberships,
-                                       mlp, pre_feature_layer)
-from dist_utils import run_world
+from dist_cluster.models.heads import (
+    ClusterHead,
+    FeatureHead,
+    GlobalBatchNorm1d,
+    count_parameters,
+    memberships,
+    mlp,
+    pre_feature_layer,
+)
 
 torch.set_num_threads(1)
 

@@ -2,13 +2,13 @@
 the warm-up's gradient separation (SPEC CgMCR² §7)."""
 import pytest
 import torch
+from dist_utils import run_world
 
 from dist_cluster.config import ExperimentConfig
 from dist_cluster.methods.base import Stage, total_loss
-from dist_cluster.methods.cgmcr2.method import CgMCR2
 from dist_cluster.methods.cgmcr2.config import CgMCR2Config
 from dist_cluster.methods.cgmcr2.loss import CgMCR2Objective
-from dist_utils import run_world
+from dist_cluster.methods.cgmcr2.method import CgMCR2
 
 torch.set_num_threads(1)
 

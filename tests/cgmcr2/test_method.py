@@ -3,15 +3,15 @@ global statistics included), prediction, evaluation in index order, CgMCR²-SC a
 import numpy as np
 import pytest
 import torch
+from dist_utils import run_world
 
 from dist_cluster.config import ExperimentConfig
 from dist_cluster.eval import cluster_metrics
 from dist_cluster.methods.base import total_loss
-from dist_cluster.methods.cgmcr2.method import CgMCR2
 from dist_cluster.methods.cgmcr2.config import CgMCR2Config
+from dist_cluster.methods.cgmcr2.method import CgMCR2
 from dist_cluster.methods.cgmcr2.report import classical_baseline, format_table
 from dist_cluster.methods.cgmcr2.spectral import spectral_on_embeddings
-from dist_utils import run_world
 
 torch.set_num_threads(1)
 

@@ -6,10 +6,10 @@ relative and labels agree exactly (same algorithm, same order of operations up t
 import numpy as np
 import pytest
 import torch
+from dist_utils import run_world
 from sklearn.cluster import KMeans
 from sklearn.datasets import load_digits, make_blobs
 
-from dist_utils import run_world
 from dist_cluster.clustering import kmeans, kmeans_plusplus, kmeans_predict, match_labels, relabel
 
 torch.set_num_threads(1)

@@ -3,9 +3,9 @@ import json
 import os
 
 import pytest
+from fault_runs import SHORT, all_checkpoints_finite, run_toy, tree_hashes
 
 from dist_cluster import checkpoint as ckpt
-from fault_runs import SHORT, all_checkpoints_finite, run_toy, tree_hashes
 
 
 @pytest.fixture(scope="module")

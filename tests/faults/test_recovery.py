@@ -10,9 +10,9 @@ import time
 
 import pytest
 import torch
+from fault_runs import ENV, SHORT, checkpoint_weights, run_toy, toy_cmd, tree_hashes
 
 from dist_cluster import checkpoint as ckpt
-from fault_runs import ENV, SHORT, checkpoint_weights, run_toy, toy_cmd, tree_hashes
 
 
 def final_weights(run_dir):

@@ -11,8 +11,15 @@ import torch
 from PIL import Image
 
 import dist_cluster.models  # noqa: F401
-from dist_cluster.interpret import (blocks_to_pixels, inspect_image, link_assignments, load_fec, prepare_image,
-                                    save_segment_figure, segment_pyramid)
+from dist_cluster.interpret import (
+    blocks_to_pixels,
+    inspect_image,
+    link_assignments,
+    load_fec,
+    prepare_image,
+    save_segment_figure,
+    segment_pyramid,
+)
 
 torch.set_num_threads(2)
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

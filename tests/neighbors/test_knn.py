@@ -1,8 +1,8 @@
 """Exact sharded kNN: equal to brute force, ties broken by the smaller index, 2 ranks == 1 process."""
 import pytest
 import torch
-
 from dist_utils import run_world
+
 from dist_cluster.neighbors import knn, topk_lex
 
 torch.set_num_threads(1)

@@ -3,10 +3,18 @@ import math
 
 import pytest
 import torch
-
 from dist_utils import run_world
-from dist_cluster.neighbors import (NegativeSampler, clean_mask, load_mining, mine_neighbors, mine_or_load,
-                                    sample_positives, save_mining, union_sizes)
+
+from dist_cluster.neighbors import (
+    NegativeSampler,
+    clean_mask,
+    load_mining,
+    mine_neighbors,
+    mine_or_load,
+    sample_positives,
+    save_mining,
+    union_sizes,
+)
 
 torch.set_num_threads(1)
 

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 import torch
+from dist_utils import run_world
 
 from dist_cluster.objectives.coding_rate import cluster_coding_rate, coding_rate, logdet_spd
-from dist_utils import run_world
 
 torch.set_num_threads(1)
 

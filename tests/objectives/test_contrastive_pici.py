@@ -4,10 +4,15 @@ import math
 
 import pytest
 import torch
-
 from dist_utils import run_world
-from dist_cluster.objectives.contrastive import (cluster_loss, cluster_loss_parts, entropy_penalty, instance_loss,
-                                                 nt_xent)
+
+from dist_cluster.objectives.contrastive import (
+    cluster_loss,
+    cluster_loss_parts,
+    entropy_penalty,
+    instance_loss,
+    nt_xent,
+)
 
 torch.set_num_threads(1)
 

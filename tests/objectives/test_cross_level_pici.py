@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-
 from dist_utils import run_world
+
 from dist_cluster.objectives.cross_level import cli_loss, cli_view_loss, match_global_batch, match_pseudo_labels
 
 torch.set_num_threads(1)

@@ -1,10 +1,10 @@
 """Relaxed Ncut and its affinities: closed forms (SPEC CgMCR² §7) and 2 gloo ranks == 1 process."""
 import pytest
 import torch
+from dist_utils import run_world
 
 from dist_cluster.distributed import all_gather_with_grad
 from dist_cluster.objectives import ncut
-from dist_utils import run_world
 
 torch.set_num_threads(1)
 

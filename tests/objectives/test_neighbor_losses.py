@@ -3,10 +3,16 @@ import math
 
 import pytest
 import torch
-
 from dist_utils import run_world
-from dist_cluster.objectives.neighbor_losses import (entropy, marginal_entropy, neg_loss, pos_loss, unic_losses,
-                                                     unic_objective)
+
+from dist_cluster.objectives.neighbor_losses import (
+    entropy,
+    marginal_entropy,
+    neg_loss,
+    pos_loss,
+    unic_losses,
+    unic_objective,
+)
 
 torch.set_num_threads(1)
 

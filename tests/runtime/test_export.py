@@ -4,7 +4,6 @@ import sys
 
 import pytest
 import torch
-
 from test_engine import ENV, ROOT, SHORT, run
 
 
@@ -17,6 +16,7 @@ def test_export_writes_plain_state_dict_the_bare_model_loads(tmp_path, zero):
     state = torch.load(out, weights_only=True)
     sys.path.insert(0, os.path.join(ROOT, "tests", "runtime"))
     import toy_recipe
+
     from dist_cluster.launch import build_method
     cfg = toy_recipe.config()
     bare = build_method(cfg)

@@ -6,12 +6,12 @@ from unittest import mock
 
 import pytest
 import torch
+from dist_util_fns import collectives_on_two_ranks
+from dist_utils import run_world
 
 from dist_cluster import launch
 from dist_cluster.distributed import DistEnv
 from dist_cluster.engine.device_data import device_batches, to_device
-from dist_util_fns import collectives_on_two_ranks
-from dist_utils import run_world
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 COLLECTIVES = {"all_reduce", "all_gather", "all_gather_into_tensor", "broadcast", "barrier", "gather", "scatter",
@@ -26,8 +26,9 @@ def test_cuda_run_asks_deepspeed_for_a_group_serving_cpu_and_cuda(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
     monkeypatch.setattr(torch.cuda, "set_device", lambda d: seen.setdefault("device", d))
-    monkeypatch.setattr(deepspeed, "init_distributed",
-                        lambda dist_backend=None, timeout=None, **kw: seen.update(backend=dist_backend, timeout=timeout))
+    def init(dist_backend=None, timeout=None, **kw):
+        seen.update(backend=dist_backend, timeout=timeout)
+    monkeypatch.setattr(deepspeed, "init_distributed", init)
     monkeypatch.delenv("DIST_CLUSTER_BACKEND", raising=False)
     with mock.patch.dict(os.environ):
         device = launch.init_distributed(DistEnv(rank=3, world_size=16, local_rank=3, local_world_size=8,
@@ -55,7 +56,8 @@ def _direct_collective_calls(path: str) -> list[str]:
             aliases |= {a.asname for a in node.names if a.name == "torch.distributed" and a.asname}
         elif isinstance(node, ast.ImportFrom) and node.module == "torch":
             aliases |= {a.asname or a.name for a in node.names if a.name == "distributed"}
-        elif isinstance(node, ast.ImportFrom) and node.module in ("torch.distributed", "torch.distributed.nn.functional"):
+        elif isinstance(node, ast.ImportFrom) and node.module in ("torch.distributed",
+                                                                   "torch.distributed.nn.functional"):
             bad = [a.name for a in node.names if a.name in COLLECTIVES]
             if bad:
                 return [f"{path}:{node.lineno} imports {bad}"]

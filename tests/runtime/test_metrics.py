@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 import torch
+from dist_utils import run_world
 
 from dist_cluster.eval import cluster_metrics, gather_in_index_order, gcd_accuracy, hungarian_match, topk_accuracy
-from dist_utils import run_world
 
 
 def test_acc_of_permuted_labelling_is_one():
@@ -20,7 +20,8 @@ def test_hand_checked_small_case():
     m = cluster_metrics(y_true, y_pred)
     assert m["acc"] == pytest.approx(5 / 6)
     # H(true)=log2, H(pred)=H(1/3,2/3); I = H(true) - H(true|pred) with H(true|pred) = 2/3 * H(1/4, 3/4)
-    h = lambda *p: -sum(q * np.log(q) for q in p)
+    def h(*p):
+        return -sum(q * np.log(q) for q in p)
     mi = h(.5, .5) - 2 / 3 * h(.25, .75)
     assert m["nmi"] == pytest.approx(mi / ((h(.5, .5) + h(1 / 3, 2 / 3)) / 2))
     # ARI by the pair-counting formula: sum C(n_ij,2)=1+3=4, rows C(3,2)*2=6, cols C(2,2)+C(4,2)=7, C(6,2)=15

@@ -28,7 +28,8 @@ def test_parse_splits_submitter_keys_from_recipe_overrides():
     o = parse([f"recipe={TOY}", "nodes=2", "gpus_per_node=8", "partition=gpu", "account=lab", "qos=high",
                "time=1-00:30", "mem_gb=480", "constraint=a100", "sbatch.exclusive=true", "sbatch.mail-type=END",
                "srun_args=--cpu-bind=none --mpi=pmix", "optim.lr=3e-4", "engine.max_steps=5", "--dry-run"])
-    assert (o.site.nodes, o.tasks_per_node, o.site.partition, o.site.account, o.site.qos) == (2, 8, "gpu", "lab", "high")
+    assert (o.site.nodes, o.tasks_per_node, o.site.partition, o.site.account, o.site.qos) == \
+        (2, 8, "gpu", "lab", "high")
     assert o.timeout_min == 24 * 60 + 30 and o.site.mem_gb == 480.0 and o.site.constraint == "a100"
     assert o.site.sbatch == {"exclusive": True, "mail-type": "END"}
     assert o.site.srun_args == ["--cpu-bind=none", "--mpi=pmix"]
@@ -120,7 +121,8 @@ def test_dry_run_prints_the_sbatch_script_and_config_and_submits_nothing(tmp_pat
     for line in ("#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=8", "#SBATCH --gpus-per-node=8",
                  "#SBATCH --partition=gpu", "#SBATCH --account=lab", "#SBATCH --qos=high", "#SBATCH --time=90",
                  "#SBATCH --constraint=a100", "#SBATCH --cpus-per-task=10", "#SBATCH --mem=480GB",
-                 "#SBATCH --exclusive", "#SBATCH --requeue", "#SBATCH --signal=USR2@120", "#SBATCH --array=0-1%2", "--cpu-bind=none",
+                 "#SBATCH --exclusive", "#SBATCH --requeue", "#SBATCH --signal=USR2@120", "#SBATCH --array=0-1%2",
+                 "--cpu-bind=none",
                  f"{tmp_path}/r/slurm/%A_%a/%A_%a_%t_log.out", "-m submitit.core._submit",
                  f"run_dir: {tmp_path}/r/optim.lr=1e-4", "lr: 0.0003", "dry run: nothing submitted (2 run(s))"):
         assert line in out, line

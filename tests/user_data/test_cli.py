@@ -3,7 +3,6 @@ import csv
 import json
 
 import pytest
-
 from cli_helpers import SHORT_CGMCR2, cluster_cli, digits_files
 
 
@@ -60,7 +59,8 @@ def test_kmeans_with_labels_file(files):
 
 @pytest.mark.parametrize("args, message", [
     (["--k", "5000"], "k=5000 clusters but only N=1797 samples"),
-    (["--k", "10", "--labels-key", "classes"], "has no array 'classes' for the labels; arrays found: ['features', 'labels']"),
+    (["--k", "10", "--labels-key", "classes"],
+     "has no array 'classes' for the labels; arrays found: ['features', 'labels']"),
     (["--k", "10", "method.finetune_epoch=3"], "method.finetune_epochs"),
 ])
 def test_bad_inputs_are_refused_before_training(files, args, message):

@@ -57,7 +57,7 @@ def test_unic_on_unlabelled_digits(digits, data_root):
 
 
 def test_clear_errors_before_training(digits):
-    from dist_cluster import CgMCR2, UNIC
+    from dist_cluster import UNIC, CgMCR2
     x, _ = digits
     bad = x.copy()
     bad[11, 3] = np.inf

@@ -1,4 +1,5 @@
-"""CgMCR² (SPEC CgMCR²): a feature head and a Gumbel cluster head on frozen pre-features, −R + Rc + Ncut over the global batch.
+"""CgMCR² (SPEC CgMCR²): a feature head and a Gumbel cluster head on frozen pre-features, −R + Rc + Ncut over
+the global batch.
 
 The config is light to import (recipes, the Slurm submitter); the Method loads its models on first use.
 """

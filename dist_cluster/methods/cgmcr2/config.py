@@ -29,10 +29,13 @@ class CgMCR2Config:
     eps: float = 0.5                   # ε of the coding rates
     eps_is_squared: bool = False       # True: ε where the formula has ε², as the reference code (B2)
     gamma: float = 50.0                # γ of the orthogonality penalty
-    orth_form: Literal["code", "paper"] = "code"            # code: γ‖·‖_F/k (Table A.3's γ assume it, B3) | paper: (γ/2)‖·‖_F²
+    # code: γ‖·‖_F/k (Table A.3's γ assume it, B3) | paper: (γ/2)‖·‖_F²
+    orth_form: Literal["code", "paper"] = "code"
     s: int = 20                        # entries kept per affinity row
-    affinity: Literal["cosine", "gaussian", "code"] = "cosine"           # cosine (paper) | gaussian (Eq. 10) | code (soft-thresholded F Fᵀ, B4)
-    post: Literal["topk", "none", "ds"] = "topk"                 # topk (paper) | none | ds (doubly stochastic, Eq. 11-12)
+    # cosine (paper) | gaussian (Eq. 10) | code (soft-thresholded F Fᵀ, B4)
+    affinity: Literal["cosine", "gaussian", "code"] = "cosine"
+    # topk (paper) | none | ds (doubly stochastic, Eq. 11-12)
+    post: Literal["topk", "none", "ds"] = "topk"
     sigma: float = 0.5                 # Gaussian bandwidth
     degree: Literal["row", "col"] = "row"                # row (paper) | col (code), B5
     symmetrize: bool = False           # use ½(A + Aᵀ)
@@ -49,8 +52,10 @@ class CgMCR2Config:
     track_all_terms: bool = True       # also compute terms weighted 0 (no gradient) for the learning curves
 
     # evaluation
-    test_labels: Literal["argmax", "gumbel"] = "argmax"        # argmax of the logits (B7) | gumbel: a fresh Gumbel sample (code)
-    nmi_average: Literal["arithmetic", "geometric", "min", "max"] = "arithmetic"    # scikit-learn's default; "geometric" is the reference code's
+    # argmax of the logits (B7) | gumbel: a fresh Gumbel sample (code)
+    test_labels: Literal["argmax", "gumbel"] = "argmax"
+    # scikit-learn's default; "geometric" is the reference code's
+    nmi_average: Literal["arithmetic", "geometric", "min", "max"] = "arithmetic"
     eval_batch_size: int = 1024
     sc_every_eval: bool = False        # CgMCR²-SC at every evaluation (always at the end)
     sc_s: int = 1000                   # CgMCR²-SC: entries kept per row of |ZZᵀ| (B12)

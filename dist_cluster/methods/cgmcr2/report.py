@@ -30,7 +30,8 @@ NAMES = {"cgmcr2": "CgMCR² (argmax of g)", "cgmcr2_sc": "CgMCR²-SC (spectral o
 
 def classical_baseline(name: str, x: np.ndarray, k: int, seed: int, spectral_neighbors: int = 10,
                        form: str = "given") -> np.ndarray:
-    """Labels of scikit-learn's KMeans / SpectralClustering (kNN graph) on the pre-features as given or L2-normalised."""
+    """Labels of scikit-learn's KMeans / SpectralClustering (kNN graph) on the pre-features as given or
+    L2-normalised."""
     return baseline_labels(name, l2_rows(x) if form == "l2" else x, k, seed, spectral_neighbors)
 
 

@@ -12,7 +12,8 @@ import torch
 from scipy.sparse.linalg import eigsh
 from sklearn.cluster import KMeans
 
-DENSE_BELOW = 500       # dense eigensolver only for tiny N: Lanczos on the sparse graph is 3× faster at N=1,797, same labels
+# dense eigensolver only for tiny N: Lanczos on the sparse graph is 3× faster at N=1,797, same labels
+DENSE_BELOW = 500
 
 
 @torch.no_grad()

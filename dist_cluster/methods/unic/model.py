@@ -91,7 +91,8 @@ def efficientnet_lite0(train_blocks: int = 1, train_final_norm: bool = True, ima
         x = net._swish(net._bn1(net._conv_head(x)))
         return net._avg_pooling(x).flatten(1)
 
-    trainable = list(net._blocks[first_tail:]) + ([net._conv_head, net._bn1] if train_final_norm and train_blocks else [])
+    head = [net._conv_head, net._bn1] if train_final_norm and train_blocks else []
+    trainable = list(net._blocks[first_tail:]) + head
     return SplitBackbone(net, trunk, tail, net._bn1.num_features, trainable)
 
 
