@@ -219,7 +219,3 @@ def run_recipe(config_fn: Callable[[], ExperimentConfig], argv: list[str] | None
         print("final: " + " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
                                    for k, v in summary["metrics"].items()), flush=True)
     return summary
-
-
-def config_dict(cfg: ExperimentConfig) -> dict:
-    return dataclasses.asdict(cfg)
