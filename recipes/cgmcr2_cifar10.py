@@ -11,16 +11,11 @@ Then:
 from dist_cluster.config import ExperimentConfig
 from dist_cluster.launch import run_recipe
 
-from common.cgmcr2 import paper_settings
+from common.cgmcr2 import clip_features
 
 
 def config() -> ExperimentConfig:
-    cfg = paper_settings("cifar10")
-    cfg.data.name = "cifar10_clip_vitl14"
-    cfg.data.train = "data/cifar10_clip_vitl14/train.json"
-    cfg.data.eval = "data/cifar10_clip_vitl14/eval.json"
-    cfg.ckpt.keep_last, cfg.ckpt.save_at_epoch_end, cfg.ckpt.every_steps = 1, False, 485   # one kept, every 5 epochs
-    return cfg
+    return clip_features("cifar10", every_steps=485)   # every 5 epochs
 
 
 if __name__ == "__main__":

@@ -8,16 +8,11 @@ classes). Then:
 from dist_cluster.config import ExperimentConfig
 from dist_cluster.launch import run_recipe
 
-from common.cgmcr2 import paper_settings
+from common.cgmcr2 import clip_features
 
 
 def config() -> ExperimentConfig:
-    cfg = paper_settings("cifar100")
-    cfg.data.name = "cifar100_clip_vitl14"
-    cfg.data.train = "data/cifar100_clip_vitl14/train.json"
-    cfg.data.eval = "data/cifar100_clip_vitl14/eval.json"
-    cfg.ckpt.keep_last, cfg.ckpt.save_at_epoch_end, cfg.ckpt.every_steps = 1, False, 240   # one kept, every 10 epochs
-    return cfg
+    return clip_features("cifar100", every_steps=240)   # every 10 epochs
 
 
 if __name__ == "__main__":

@@ -27,28 +27,32 @@ def save_predictions(run_dir: str, index, logits_or_probs, embedding, module, pr
     torch.save({k: v.detach().cpu() for k, v in module.state_dict().items()}, os.path.join(run_dir, "model.pt"))
 
 
-class CgMCR2Run(CgMCR2):
+class _SavesPredictions:
+    """write_figures, then (rank 0) the predictions of `prediction_outputs()`: (index, logits or probabilities,
+    embedding, whether they are probabilities), or None when there is no evaluation to save."""
+
     def write_figures(self, ctx) -> list[str]:
         paths = super().write_figures(ctx)
-        if ctx.env.is_main and self.last_eval:
-            ev = self.last_eval
-            save_predictions(ctx.run_dir, ev["index"], ev["logits"], ev["z"], self)
+        out = self.prediction_outputs() if ctx.env.is_main else None
+        if out is not None:
+            index, scores, embedding, probs = out
+            save_predictions(ctx.run_dir, index, scores, embedding, self, probs=probs)
         return paths
 
 
-class UnicRun(UnicMethod):
-    def write_figures(self, ctx) -> list[str]:
-        paths = super().write_figures(ctx)
+class CgMCR2Run(_SavesPredictions, CgMCR2):
+    def prediction_outputs(self):
+        ev = self.last_eval
+        return (ev["index"], ev["logits"], ev["z"], False) if ev else None
+
+
+class UnicRun(_SavesPredictions, UnicMethod):
+    def prediction_outputs(self):
         out = getattr(self, "last_outputs", None)
-        if ctx.env.is_main and out is not None:
-            save_predictions(ctx.run_dir, out["index"], out["logits"], out["embedding"], self)
-        return paths
+        return (out["index"], out["logits"], out["embedding"], False) if out is not None else None
 
 
-class PICIRun(PICI):
-    def write_figures(self, ctx) -> list[str]:
-        paths = super().write_figures(ctx)
+class PICIRun(_SavesPredictions, PICI):
+    def prediction_outputs(self):
         ev = getattr(self, "last_eval", None)
-        if ctx.env.is_main and ev and "index" in ev:
-            save_predictions(ctx.run_dir, ev["index"], ev["c"], ev["z"], self, probs=True)
-        return paths
+        return (ev["index"], ev["c"], ev["z"], True) if ev and "index" in ev else None

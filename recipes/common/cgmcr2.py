@@ -35,3 +35,13 @@ def paper_settings(dataset: str, **overrides):
     cfg.data.eval_batch_size = 1024
     cfg.engine.eval_every = 1
     return cfg
+
+
+def clip_features(dataset: str, every_steps: int) -> ExperimentConfig:
+    """Table A.3's row on CLIP ViT-L/14 features sharded under data/<dataset>_clip_vitl14 (train.json, eval.json),
+    one checkpoint kept, written every `every_steps` steps instead of every epoch."""
+    cfg = paper_settings(dataset)
+    name = f"{dataset}_clip_vitl14"
+    cfg.data.name, cfg.data.train, cfg.data.eval = name, f"data/{name}/train.json", f"data/{name}/eval.json"
+    cfg.ckpt.keep_last, cfg.ckpt.save_at_epoch_end, cfg.ckpt.every_steps = 1, False, every_steps
+    return cfg
