@@ -126,6 +126,10 @@ class CgMCR2(Method):
         labelled = bool((y_all >= 0).all())   # −1 = unknown: no ACC/NMI/ARI
         res = cluster_metrics(y_all.numpy(), labels.numpy(), nmi_average=self.m.nmi_average) if labelled else {}
         res["clusters_used"] = int(labels.unique().numel())
+        if ctx.env.is_main and res["clusters_used"] == 1 < self.m.k and float(z.norm(dim=1).max()) == 0.0:
+            print(f"warning: CgMCR² collapsed at step {ctx.global_step}: every embedding is 0 and one of "
+                  f"{self.m.k} clusters is used; the run diverged (lower optim.lr)", flush=True)
+            res["collapsed"] = 1
         if self.m.sc_every_eval and ctx.env.is_main and labelled:
             from dist_cluster.methods.cgmcr2.spectral import spectral_on_embeddings
             sc = spectral_on_embeddings(z, self.m.k, self.m.sc_s, seed=1)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 import torch
-from scipy.sparse.linalg import eigsh
+from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, eigsh
 from sklearn.cluster import KMeans
 
 # dense eigensolver only for tiny N: Lanczos on the sparse graph is 3× faster at N=1,797, same labels
@@ -36,17 +36,23 @@ def spectral_embedding_njw(w: sp.spmatrix, k: int, seed: int = 1) -> np.ndarray:
     deg = np.asarray(w.sum(1)).ravel()
     inv_sqrt = 1.0 / np.sqrt(np.maximum(deg, 1e-12))
     m = (sp.diags(inv_sqrt) @ w @ sp.diags(inv_sqrt)).astype(np.float64)
-    if m.shape[0] <= DENSE_BELOW or k >= m.shape[0] - 1:      # small (or k ≥ n−1, which eigsh refuses)
+    vecs = None
+    if m.shape[0] > DENSE_BELOW and k < m.shape[0] - 1:      # eigsh refuses k ≥ n−1
+        v0 = np.random.default_rng(seed).uniform(-1, 1, m.shape[0])
+        try:
+            _, vecs = eigsh(m, k=k, which="LA", v0=v0)
+        except (ArpackError, ArpackNoConvergence):   # a degenerate graph (e.g. collapsed embeddings)
+            vecs = None
+    if vecs is None:
         _, vecs = np.linalg.eigh(m.toarray())
         vecs = vecs[:, ::-1][:, :k]
-    else:
-        v0 = np.random.default_rng(seed).uniform(-1, 1, m.shape[0])
-        _, vecs = eigsh(m, k=k, which="LA", v0=v0)
     return vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
 
 
 def spectral_on_embeddings(z: torch.Tensor, k: int, s: int = 1000, seed: int = 1, n_init: int = 20
                            ) -> np.ndarray:
+    if not bool(torch.isfinite(z).all()):
+        raise ValueError("CgMCR²-SC: the embeddings hold NaN or Inf")
     a = top_s_abs_affinity(z, s)
     w = 0.5 * (a + a.T)
     emb = spectral_embedding_njw(w, k, seed)
