@@ -164,3 +164,15 @@ def test_streamed_evaluation_with_fewer_shards_than_ranks_covers_every_sample_on
     assert sorted(set(seen)) == list(range(25))
     firsts = [set(i for b in bs for i in b["index"].tolist()) for bs in batches]
     assert not firsts[0] & firsts[1]                 # each sample on one rank (repeats are that rank's own)
+
+
+def test_non_finite_features_are_refused_when_shards_are_written(tmp_path):
+    """D4 (write time): make_shards.py names the row and column, and writes nothing."""
+    x = np.ones((40, 3), dtype=np.float32)
+    x[11, 2] = np.inf
+    np.save(tmp_path / "bad.npy", x)
+    res = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "make_shards.py"), "features", "--path",
+                          str(tmp_path / "bad.npy"), "--out", str(tmp_path / "out")], env=ENV, capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode != 0 and "row 11" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")
