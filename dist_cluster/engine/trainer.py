@@ -259,7 +259,7 @@ class Trainer:
                    "stopped_at_max_steps": stopped, "resumed_from": resumed_from,
                    "world_size": ctx.env.world_size, "wall_time_s": round(time.time() - t_start, 2),
                    "data_skipped": self.data_skipped, "skipped_steps": self.skipped_steps, "derived": self.derived,
-                   "figures": figures}
+                   "figures": figures} | (self.method.summary() if ctx.env.is_main else {})
         if ctx.env.is_main:
             with open(os.path.join(ctx.run_dir, "summary.json"), "w") as f:
                 json.dump(summary, f, indent=2)

@@ -96,6 +96,10 @@ class Method(nn.Module):
     def evaluate(self, ctx: "RunContext") -> dict[str, float]:
         return {}
 
+    def summary(self) -> dict:
+        """Extra entries for summary.json (rank 0, after write_figures), e.g. a final results table."""
+        return {}
+
     def write_figures(self, ctx: "RunContext") -> list[str]:
         """Write PNGs into ctx.figures_dir at the end of training (rank 0 only is called); return paths."""
         return []

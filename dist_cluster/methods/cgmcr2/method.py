@@ -50,6 +50,10 @@ class CgMCR2(Method):
     def derived(self) -> dict:
         return {"in_dim": self.in_dim}
 
+    def summary(self) -> dict:
+        table = getattr(self, "results_table", None)
+        return {"results_table": table} if table else {}
+
     def stages(self) -> list[Stage]:
         m = self.m
         out = []

@@ -89,9 +89,11 @@ def final_report(method, ctx) -> list[str]:
     base = sum(r["time_s"] for k, r in rows.items() if k not in ("cgmcr2", "cgmcr2_sc"))
     print(text + f"\nreport cost: CgMCR²-SC {rows.get('cgmcr2_sc', {}).get('time_s', 0):.2f} s (top-{m.sc_s} graph, "
           f"Lanczos), baselines {base:.2f} s (SpectralClustering on a {m.spectral_neighbors}-NN graph)", flush=True)
+    table = {"title": title, "data": data_label(ctx.cfg.data), "split": split_label(ctx.cfg.data),
+             "nmi_average": m.nmi_average, "rows": rows}
+    method.results_table = table     # the engine puts it in summary.json too
     with open(os.path.join(ctx.run_dir, "results_table.json"), "w") as f:
-        json.dump({"title": title, "data": data_label(ctx.cfg.data), "split": split_label(ctx.cfg.data),
-                   "nmi_average": m.nmi_average, "rows": rows}, f, indent=2)
+        json.dump(table, f, indent=2)
     with open(os.path.join(ctx.run_dir, "results_table.md"), "w") as f:
         f.write("```\n" + text + "\n```\n")
     ctx.log({f"final/{k}/{metric}": v for k, r in rows.items() for metric, v in r.items()
