@@ -1,7 +1,5 @@
-"""FEC-Large on ImageNet-1K with the paper's protocol (dist_cluster.methods.fec.config).
-
+"""FEC-Large on ImageNet-1K with the paper's protocol (recipes/common/fec.py); launched as recipes/fec_small.py is:
     deepspeed recipes/fec_large.py data.train=/shards/imagenet/train.json data.eval=/shards/imagenet/val.json
-    python recipes/fec_large.py data=fmnist data.image_size=64 method.num_classes=10 method.epochs=2   # CPU-sized
 """
 from dist_cluster.config import ExperimentConfig
 from dist_cluster.launch import run_recipe

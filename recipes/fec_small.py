@@ -1,4 +1,4 @@
-"""FEC-Small on ImageNet-1K with the paper's protocol (dist_cluster.methods.fec.config).
+"""FEC-Small on ImageNet-1K with the paper's protocol (recipes/common/fec.py).
 
     deepspeed recipes/fec_small.py data.train=/shards/imagenet/train.json data.eval=/shards/imagenet/val.json
     python recipes/fec_small.py data=fmnist data.image_size=64 method.num_classes=10 method.epochs=2   # CPU-sized
