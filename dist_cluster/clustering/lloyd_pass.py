@@ -1,15 +1,17 @@
 """One fused Lloyd pass over centred rows: nearest centre, its distance, per-cluster sums and counts in one sweep.
 
-The rows are centred into one contiguous copy once (in the working dtype, as scikit-learn's copy_x), in the
-same sweep that computes their squared norms and the per-feature sums of squares (for the tolerance). Each
-pass then reads every chunk once: a GEMM `‖c‖² − 2·x·cᵀ` (‖x‖² left out of the argmin, as scikit-learn
-does), the row-wise min/argmin, the number of labels that changed, a bincount, and an `index_add_` of the
-chunk's rows into a per-worker accumulator in the data's dtype that is flushed into float64 after every chunk.
+The rows are centred into one contiguous copy once (in the working dtype, as scikit-learn's copy_x; rows that
+need neither centring nor conversion are used as they are), in the same sweep that computes their squared
+norms and the per-feature sums of squares (for the tolerance). Each pass then reads every chunk once: a GEMM
+`‖c‖² − 2·x·cᵀ` (‖x‖² left out of the argmin, as scikit-learn does), the row-wise min/argmin, the number of
+changed labels, a bincount, and the per-cluster sums of the chunk's rows (`index_add_` in the data's dtype,
+flushed into float64 after every chunk; float64 rows added directly when a chunk has fewer rows than centres).
 
 On CPU the chunks go to `workers` Python threads that each run torch single-threaded (torch releases the GIL
 inside its kernels), like scikit-learn's one OpenMP region per iteration. With no per-operation thread
-barriers, a busy machine slows a pass down in proportion instead of stalling every small operation. Chunk boundaries are fixed by `chunk`; each worker
-keeps its own float64 accumulator, added in worker order, so only float64 rounding depends on the workers.
+barriers, a busy machine slows a pass down in proportion instead of stalling every small operation. Chunk
+boundaries are fixed by `chunk`; each worker keeps its own float64 accumulator, added in worker order, so
+only float64 rounding depends on the number of workers.
 """
 from __future__ import annotations
 
@@ -41,7 +43,8 @@ class LloydPass:
         self.bounds = [(a, min(a + self.chunk, n)) for a in range(0, n, self.chunk)]
         self.cpu = dev.type == "cpu"
         self.workers = max(1, min(workers or torch.get_num_threads(), len(self.bounds))) if self.cpu else 1
-        self.x = torch.empty((n, d), dtype=work_dtype(x), device=dev)       # x − mu, contiguous
+        borrow = mu is None and x.is_contiguous() and x.dtype == work_dtype(x)    # nothing to change: no copy
+        self.x = x if borrow else torch.empty((n, d), dtype=work_dtype(x), device=dev)   # x − mu, contiguous
         self.x_sq = torch.empty(n, dtype=torch.float64, device=dev)
         self.labels = torch.full((n,), -1, dtype=torch.long, device=dev)
         self.min_part = torch.empty(n, dtype=self.x.dtype, device=dev)
@@ -51,7 +54,10 @@ class LloydPass:
 
         def first_sweep(a, b, w):
             xb = self.x[a:b]
-            torch.sub(x[a:b], shift, out=xb) if shift is not None else xb.copy_(x[a:b])
+            if shift is not None:
+                torch.sub(x[a:b], shift, out=xb)
+            elif not borrow:
+                xb.copy_(x[a:b])
             sq = xb * xb
             self.x_sq[a:b] = sq.sum(1)
             cols[w] += sq.sum(0, dtype=torch.float64)
