@@ -26,3 +26,8 @@ def take() -> int:
     """Skips recorded since the last call (the engine calls it once an epoch)."""
     n, _state["count"] = _state["count"], 0
     return n
+
+
+def reset() -> None:
+    """Forget the count and the warnings printed (a new run in the same process)."""
+    _state.update(count=0, warned=0)

@@ -227,6 +227,7 @@ class Trainer:
     def fit(self) -> dict:
         t_start = time.time()
         self.batch_size = self.method.batch_size_per_rank(self.ctx.env.world_size)
+        skips.reset()   # this run's skips only (several runs can share a process)
         loader = self.method.build_loaders(self.ctx)
         accum = self.cfg.engine.grad_accum
         n_batches = loader.batches_per_epoch() // accum * accum
