@@ -2,6 +2,7 @@
 read one file at that rate plus a per-request latency (an object store's GET, for the ImageFolder peer)."""
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -29,14 +30,17 @@ def read_throttled(path: str, rate: float, latency: float = 0.0) -> bytes:
 def main(argv=None) -> None:
     rate_s, path = (argv or sys.argv[1:])[:2]
     rate, sent, t0 = parse_rate(rate_s), 0, time.perf_counter()
-    with open(path, "rb") as f:
-        while block := f.read(BLOCK):
-            sys.stdout.buffer.write(block)
-            sent += len(block)
-            ahead = sent / rate - (time.perf_counter() - t0)
-            if ahead > 0:
-                time.sleep(ahead)
-    sys.stdout.buffer.flush()
+    try:
+        with open(path, "rb") as f:
+            while block := f.read(BLOCK):
+                sys.stdout.buffer.write(block)
+                sent += len(block)
+                ahead = sent / rate - (time.perf_counter() - t0)
+                if ahead > 0:
+                    time.sleep(ahead)
+        sys.stdout.buffer.flush()
+    except BrokenPipeError:      # the reader stopped early (its epoch was full): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 if __name__ == "__main__":
