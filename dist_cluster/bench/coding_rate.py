@@ -12,6 +12,7 @@ import torch
 
 from dist_cluster.bench.registry import Options, Row
 from dist_cluster.bench.timer import paired
+from dist_cluster.distributed import barrier
 
 
 def inputs(n: int, d: int, k: int, seed: int = 0):
@@ -45,13 +46,12 @@ def _step(fn, z, pi):
 
 
 def _on_rank(rank, world, n, d, k, repeats):
-    import torch.distributed as dist
     z_all, pi_all = inputs(n, d, k)
     rows = slice(rank * n // world, (rank + 1) * n // world)
     z, pi = z_all.detach()[rows].clone().requires_grad_(True), pi_all.detach()[rows].clone().requires_grad_(True)
     times = []
     for _ in range(repeats):
-        dist.barrier()
+        barrier()
         t = time.perf_counter()
         _step(ours, z, pi)
         times.append(time.perf_counter() - t)

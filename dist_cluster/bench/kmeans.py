@@ -12,7 +12,7 @@ import torch
 
 from dist_cluster.bench.registry import Options, Row
 from dist_cluster.bench.timer import Measured, paired
-
+from dist_cluster.distributed import barrier
 
 
 def fmnist_pixels() -> tuple[str, np.ndarray]:
@@ -52,13 +52,11 @@ def _ours(x, init, max_iter):
 def _on_rank(rank, world, x, init, repeats, max_iter):
     import time
 
-    import torch.distributed as dist
-
     from dist_cluster.clustering import kmeans
     a, b = len(x) * rank // world, len(x) * (rank + 1) // world
     xs, times = torch.from_numpy(x[a:b]), []
     for _ in range(repeats):
-        dist.barrier()
+        barrier()
         t = time.perf_counter()
         r = kmeans(xs, len(init), init=torch.from_numpy(init), max_iter=max_iter)
         times.append((time.perf_counter() - t) / r.n_iter)
@@ -106,7 +104,8 @@ def run(opts: Options) -> list[Row]:
         rows.append(Row("kmeans", f"Lloyd iteration, {name}, k={k}", procs, med["ours"], "faiss", med["faiss"],
                         "" if opts.quick else "≤1.2"))
         for world in [w for w in opts.procs if w > 1 and two_procs]:
-            per_rank = run_world(_on_rank, world, x, init, opts.repeats, max_iter, threads=max(1, opts.threads // world))
+            threads = max(1, opts.threads // world)
+            per_rank = run_world(_on_rank, world, x, init, opts.repeats, max_iter, threads=threads)
             t = float(np.median(np.max([r[0] for r in per_rank], axis=0)))
             same = bool((np.concatenate([r[2] for r in per_rank]) == labels).all())
             rows.append(Row("kmeans", f"Lloyd iteration, {name}, k={k}", f"{world}×{max(1, opts.threads // world)}",

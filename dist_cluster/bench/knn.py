@@ -13,6 +13,7 @@ import torch
 
 from dist_cluster.bench.registry import Options, Row
 from dist_cluster.bench.timer import paired
+from dist_cluster.distributed import barrier
 
 
 def unit_vectors(n: int, d: int, seed: int = 0) -> np.ndarray:
@@ -37,13 +38,12 @@ def same_up_to_ties(x: np.ndarray, ids: np.ndarray, a: np.ndarray, b: np.ndarray
 
 
 def _on_rank(rank, world, x, q, k, repeats):
-    import torch.distributed as dist
 
     from dist_cluster.neighbors import knn
     a, b = len(x) * rank // world, len(x) * (rank + 1) // world
     xs, times = torch.from_numpy(x[a:b]), []
     for _ in range(repeats):
-        dist.barrier()
+        barrier()
         t = time.perf_counter()
         nb = knn(xs, k, metric="cosine", n_queries=-(-q // world))
         times.append(time.perf_counter() - t)

@@ -53,7 +53,8 @@ def run(opts: Options) -> list[Row]:
                    threads=max(1, opts.threads // world))
         rate = 96 / seconds_per_step(tdir)
         base = base or rate
-        rows.append(Row("pici", "training images/s, stage 2, global batch 96", f"{world}×{max(1, opts.threads // world)}",
+        layout = f"{world}×{max(1, opts.threads // world)}"
+        rows.append(Row("pici", "training images/s, stage 2, global batch 96", layout,
                         rate, "ours 1 process" if world > 1 else "", base if world > 1 else None,
                         "" if opts.quick or world == 1 else "≥1.3", unit="img/s"))
     return rows

@@ -12,19 +12,19 @@ import numpy as np
 import torch
 
 from dist_cluster.bench.registry import Options, Row
+from dist_cluster.distributed import barrier
 
 
 def _mine(rank, world, x, tau1, tau2, repeats):
-    import torch.distributed as dist
 
     from dist_cluster.neighbors import mine_neighbors
     rows = torch.arange(rank, len(x), world)
     times = []
     for _ in range(repeats):
-        dist.barrier()
+        barrier()
         t = time.perf_counter()
         res = mine_neighbors(x[rows], tau1, tau2, index=rows, eta_quantile=0.6, keep_features=False)
-        dist.barrier()
+        barrier()
         times.append(time.perf_counter() - t)
     return times, rows, res.positives, res.clean
 

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.distributed as dist
 
-from dist_cluster.distributed import all_gather_nograd, broadcast, is_dist, rank, world_size
+from dist_cluster.distributed import all_gather_nograd, broadcast, gather_to, is_dist, rank, world_size
 
 
 def gather_to_rank0(x: torch.Tensor) -> torch.Tensor | None:
@@ -15,8 +14,7 @@ def gather_to_rank0(x: torch.Tensor) -> torch.Tensor | None:
     sizes = [int(s) for s in all_gather_nograd(torch.tensor([x.shape[0]], device=x.device))]
     pad = x.new_zeros((max(sizes) - x.shape[0],) + tuple(x.shape[1:]))
     buf = torch.cat([x, pad]).contiguous()
-    parts = [torch.empty_like(buf) for _ in sizes] if rank() == 0 else None
-    dist.gather(buf, parts, dst=0)
+    parts = gather_to(buf, dst=0)
     return torch.cat([p[:s] for p, s in zip(parts, sizes)]) if rank() == 0 else None
 
 

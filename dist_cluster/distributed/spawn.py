@@ -9,6 +9,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from dist_cluster.distributed.collectives import barrier
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -24,7 +26,7 @@ def _worker(rank, world, port, out_dir, threads, fn, args):
     try:
         result = fn(rank, world, *args)
         torch.save(result, os.path.join(out_dir, f"{rank}.pt"))
-        dist.barrier()
+        barrier()
     finally:
         dist.destroy_process_group()
 

@@ -9,7 +9,8 @@ neighbour, so the lists do not depend on the number of ranks or the chunk size.
 Memory per rank: its own shard (normalised once for cosine: a copy, or in place with `inplace=True`), the
 global ids (N int64), two reused database buffers of `chunk` + 16 rows, one reused score tile of
 `chunk` × (`chunk` + 16), and for the current round of queries their running top-k (rows × k × (4 + 8)
-bytes, up to 9 times that for k ≤ 64 while block lists wait to be merged). Query tiles are views of the shard (a partial last tile is copied, padded to a multiple of 64 rows).
+bytes, up to 9 times that for k ≤ 64 while block lists wait to be merged). Query tiles are views of the
+shard (a partial last tile is copied, padded to a multiple of 64 rows).
 Rounds keep the top-k state under `max_state_bytes`; each extra round streams the database once more. No N×N
 matrix is ever formed. Each database block adds its own top-k to the running lists (one `topk` per block,
 a merge of 2k columns; the lists are sorted once at the end).
@@ -30,10 +31,16 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 
-from dist_cluster.distributed import all_gather_nograd, all_gather_varlen, rank, world_size
+from dist_cluster.distributed import (
+    all_gather_nograd,
+    all_gather_varlen,
+    all_reduce_max,
+    broadcast_async,
+    rank,
+    world_size,
+)
 from dist_cluster.neighbors.topk import RunningTopK
 
 PAD_ID = torch.iinfo(torch.int64).max     # id of padding rows; they score -inf and sort last
@@ -91,7 +98,7 @@ def _database_blocks(x: torch.Tensor, sizes: list[int], tile: int) -> Iterator[t
         if src == me:
             buf[:m] = x[b0:b0 + m]
             buf[m:] = 0
-        work = dist.broadcast(buf, src, async_op=True) if multi else None
+        work = broadcast_async(buf, src) if multi else None
         return m, buf, work
 
     nxt = fetch(0) if plan else None
@@ -160,8 +167,7 @@ def iter_knn(x: torch.Tensor, k: int, metric: str = "l2", index: torch.Tensor | 
     rows_per_round = max(tile, (max_state_bytes // per_row) // tile * tile)
     nq = x.shape[0] if n_queries is None else min(n_queries, x.shape[0])
     rounds = torch.tensor([-(-nq // rows_per_round)], device=x.device)
-    if world_size() > 1:
-        dist.all_reduce(rounds, op=dist.ReduceOp.MAX)
+    all_reduce_max(rounds)
     ids = torch.full((tile + GUARD,), PAD_ID, dtype=torch.long, device=x.device)
     score_buf = x.new_empty((tile, tile + GUARD))
 
