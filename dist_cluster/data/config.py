@@ -24,8 +24,10 @@ class DataConfig:
     image_size: int = samples(0)            # resize to this (0 = native)
     in_chans: int = samples(3)              # grey images are replicated to this many channels
     # --- where the shards come from (dist_cluster.data.prepare) ---
-    source: str = samples("")               # imagefolder/imagenet: ImageFolder root (train/ + val/ or one tree); fmnist: idx dir
-    backbone: str = samples("")             # feature sets: the frozen backbone the features come from (see data.features)
+    # imagefolder/imagenet: ImageFolder root (train/ + val/ or one tree); fmnist: idx dir
+    source: str = samples("")
+    # feature sets: the frozen backbone the features come from (see data.features)
+    backbone: str = samples("")
     samples_per_shard: int = 0     # 0 = the data set's default
     # --- what the loaders use ---
     train_samples: int = samples(0)         # use only the first N training samples in manifest order (0 = all)

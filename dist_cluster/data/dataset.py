@@ -86,8 +86,7 @@ class RandomAccessDataset:
             except CorruptSample as e:
                 if j not in self._warned:   # counted through the batch's _skipped flag
                     self._warned.add(j)
-                    if len(self._warned) <= skips.WARN_FIRST:
-                        log.warning("skipping corrupt sample %d: %s", j, e)
+                    skips.warn(f"skipping corrupt sample {j}: {e}")
         else:
             raise RuntimeError(f"no readable sample within {MAX_SUBSTITUTES} of index {index} in "
                                f"{self.manifest.path}")

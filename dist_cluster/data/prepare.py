@@ -6,7 +6,8 @@ Data sets (each writes `<root>/<dir>/{train,eval}.json` + shards the first time 
   fmnist         Fashion-MNIST idx files (data.source or Debian's /usr/share/datasets/fashion-mnist);
                  train 60,000 / eval 10,000
   fmnist_effnet  frozen EfficientNet-Lite0 features of fmnist (1280-d, images resized to data.image_size,
-                 112 in the preset, stored in fmnist_effnet_<size> unless 224); data.backbone picks another backbone (dist_cluster.data.features)
+                 112 in the preset, stored in fmnist_effnet_<size> unless 224); data.backbone picks another
+                 backbone (dist_cluster.data.features)
   imagefolder, imagenet   an ImageFolder tree at data.source: `train/` + `val/` subfolders become the two
                  splits, a single tree is both; data.train / data.eval may instead point at manifests
 Explicit data.train (and data.eval) always win. Several processes may call prepare at once: a file lock

@@ -13,13 +13,18 @@ WARN_FIRST = 5
 _state = {"count": 0, "warned": 0}
 
 
-def record(message: str, n: int = 1) -> None:
-    """Count `n` skipped samples; print the message for the first WARN_FIRST records of this process."""
-    _state["count"] += n
+def warn(message: str) -> None:
+    """Print a skip's message while this run's budget of WARN_FIRST lasts (the skip is counted elsewhere)."""
     if _state["warned"] < WARN_FIRST:
         _state["warned"] += 1
         tail = "; further skips are counted in data/skipped, not printed" if _state["warned"] == WARN_FIRST else ""
         log.warning("%s%s", message, tail)
+
+
+def record(message: str, n: int = 1) -> None:
+    """Count `n` skipped samples (those the batches' `_skipped` flags do not carry) and warn."""
+    _state["count"] += n
+    warn(message)
 
 
 def take() -> int:

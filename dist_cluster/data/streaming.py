@@ -28,6 +28,7 @@ from webdataset.autodecode import IMAGE_EXTENSIONS, Decoder, imagehandler
 from webdataset.gopen import gopen
 from webdataset.tariterators import group_by_keys, tar_file_iterator
 
+from dist_cluster.data import skips
 from dist_cluster.data.dataset import collate, pil_to_float
 from dist_cluster.data.manifest import Manifest
 from dist_cluster.data.sampling import mix_seed, seeded_rng
@@ -118,7 +119,7 @@ class _RankStream(IterableDataset):
             try:
                 samples.append(self.decode(raw, mix_seed(self.rank, b, p)))
             except Exception as e:  # undecodable sample
-                log.warning("skipping undecodable sample %s of %s: %r", raw.get("__key__"), raw.get("__url__"), e)
+                skips.warn(f"skipping undecodable sample {raw.get('__key__')} of {raw.get('__url__')}: {e!r}")
                 samples.append(None)
                 bad.append(p)
         good = [s for s in samples if s is not None]
