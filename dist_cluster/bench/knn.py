@@ -81,14 +81,16 @@ def run(opts: Options) -> list[Row]:
     rows = [Row("knn", what, f"1×{opts.threads}", med["ours"], "faiss IndexFlatIP", med["faiss"],
                 "" if opts.quick else "≤1.0", good == q, f"{good}/{q} lists exact")]
     for world in [w for w in opts.procs if w > 1]:
-        per_rank = run_world(_on_rank, world, x, q, k, opts.repeats, threads=max(1, opts.threads // world))
+        per = max(1, opts.threads // world)
+        per_rank = run_world(_on_rank, world, x, q, k, opts.repeats, threads=per)
         t = float(np.median(np.max([r[0] for r in per_rank], axis=0)))
+        one_s = float(np.median(run_world(_on_rank, 1, x, q, k, opts.repeats, threads=per)[0][0]))
         ids = query_ids(n, world, q)
         got = np.concatenate([r[1] for r in per_rank])
         one = dict(zip(range(q), last["ours"]))
         shared = [j for j, i in enumerate(ids) if i in one]
         same = all(np.array_equal(got[j], one[ids[j]]) for j in shared)
-        rows.append(Row("knn", what, f"{world}×{max(1, opts.threads // world)}", t, f"ours 1×{opts.threads}",
-                        med["ours"], "" if opts.quick else "≤0.65", same,
-                        f"{len(ids)} queries; lists = 1 process on {len(shared)} shared"))
+        for peer_name, peer in ((f"ours 1×{opts.threads}", med["ours"]), (f"ours 1×{per} (same threads/process)", one_s)):
+            rows.append(Row("knn", what, f"{world}×{per}", t, peer_name, peer, "" if opts.quick else "≤0.65", same,
+                            f"{len(ids)} queries; lists = 1 process on {len(shared)} shared"))
     return rows
