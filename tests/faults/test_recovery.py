@@ -31,8 +31,10 @@ def reference(tmp_path_factory):
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
 def test_signal_mid_epoch_then_resume_ends_bitwise_equal(reference, tmp_path, sig):
     common = ["ckpt.every_steps=7", "ckpt.keep_last=3"]
+    # SIG_DFL in the child: a background job (e.g. `make test &`) inherits SIGINT ignored, and Python keeps that
     proc = subprocess.Popen(toy_cmd(tmp_path, *common, "method.step_sleep=0.02"), env=ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
     while time.time() < deadline:   # stop once a mid-epoch checkpoint (epoch = 56 steps) is complete
         tag = ckpt.latest(str(tmp_path / "checkpoints"))
