@@ -29,7 +29,8 @@ def confusion_figure(path: str, y_true, y_pred, class_names=None, title: str = "
     cm = contingency(y_pred, y_true, n_pred, n_true).T[:, cols].astype(np.float64)
     cm /= np.maximum(cm.sum(1, keepdims=True), 1)
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(0.45 * len(cols) + 2.5, 0.45 * n_true + 2))
+    # a page-sized figure however many clusters (1,000 columns at 0.45 in would be a 54,000-pixel image)
+    fig, ax = plt.subplots(figsize=(min(0.45 * len(cols) + 2.5, 20), min(0.45 * n_true + 2, 16)))
     im = ax.imshow(cm, vmin=0, vmax=1, cmap="Blues", aspect="auto")
     names = list(class_names) if class_names else [str(i) for i in range(n_true)]
     if max(n_true, len(cols)) <= 30:
