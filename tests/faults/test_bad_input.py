@@ -176,3 +176,12 @@ def test_non_finite_features_are_refused_when_shards_are_written(tmp_path):
                          text=True, timeout=120)
     assert res.returncode != 0 and "row 11" in res.stderr and "Traceback" not in res.stderr
     assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")
+
+
+def test_feature_width_other_than_the_recipes_is_refused_before_the_first_step(tmp_path):
+    """A 48-d feature set under a recipe built for 64-d features: a clear message, not a shape error."""
+    x = np.random.default_rng(0).normal(size=(300, 48)).astype(np.float32)
+    path = feature_shards(tmp_path / "shards", n=300, per_shard=100, values=x)
+    res = recipe("cgmcr2_digits", f"run_dir={tmp_path / 'run'}", f"data.train={path}", f"data.eval={path}")
+    assert res.returncode == 2
+    assert "method.in_dim=64, but the training features are 48-d" in res.stderr and "Traceback" not in res.stderr

@@ -95,6 +95,10 @@ class CgMCR2(Method):
         self._arrays = load_arrays(self.cfg.data)
         x, y, idx = self._arrays["train"]
         check_clusters(self.m.k, len(x), "method.k")
+        if x.shape[1] != self.in_dim:
+            from dist_cluster.config import ConfigError
+            raise ConfigError(f"method.in_dim={self.in_dim}, but the training features are {x.shape[1]}-d; set "
+                              f"method.in_dim={x.shape[1]} or method.in_dim=0 (taken from the data)")
         return TensorLoader(x, y, self.batch_size_per_rank(ctx.env.world_size), self.cfg.seed, ctx.env.rank,
                             ctx.env.world_size, drop_last=True, index=idx)
 
