@@ -21,9 +21,8 @@ def config() -> ExperimentConfig:
     cfg.engine.log_every = 10
     cfg.engine.eval_every = 10
     cfg.engine.progress = False
-    cfg.ckpt.save_at_epoch_end = False
-    cfg.ckpt.every_steps = 100
-    cfg.ckpt.keep_last = 1           # a run takes seconds: one checkpoint is enough to resume
+    # a run takes seconds: one checkpoint, written at the end of each stage, is enough to resume
+    cfg.ckpt.save_at_epoch_end, cfg.ckpt.save_at_stage_end, cfg.ckpt.every_steps, cfg.ckpt.keep_last = False, True, 0, 1
     return cfg
 
 

@@ -50,6 +50,7 @@ class CheckpointConfig:
     keep_last: int = 2
     resume: bool = True            # pick up the newest complete checkpoint in run_dir
     save_at_epoch_end: bool = True
+    save_at_stage_end: bool = False  # also (or only) at the end of each stage: methods that train in seconds
 
 
 @dataclass

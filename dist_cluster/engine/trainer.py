@@ -206,7 +206,8 @@ class Trainer:
         if stopped:
             self._save(si, epoch, b + 1)
             return True
-        if cfg.ckpt.save_at_epoch_end:
+        stage_end = epoch + 1 == self.first_epoch[si] + stage.epochs
+        if cfg.ckpt.save_at_epoch_end or (cfg.ckpt.save_at_stage_end and stage_end):
             self._save(si, epoch, n_batches)
         if cfg.engine.eval_every and (epoch + 1) % cfg.engine.eval_every == 0:
             self.last_eval = (epoch, self.evaluate())

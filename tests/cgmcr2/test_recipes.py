@@ -96,3 +96,12 @@ def test_saved_config_is_what_the_user_gave_and_derived_values_are_logged_beside
     derived = [json.loads(x) for x in open(run_dir / "metrics.jsonl") if '"derived"' in x][0]
     assert derived["batch_size_per_rank"] == 300 and derived["global_batch"] == 300 and derived["in_dim"] == 48
     assert json.load(open(run_dir / "summary.json"))["derived"]["in_dim"] == 48
+
+
+def test_digits_recipe_saves_at_stage_ends_only(tmp_path):
+    """A run that trains in seconds writes one checkpoint per stage (kept: ckpt.keep_last), not one per epoch."""
+    from dist_cluster import checkpoint as ckpt
+    run_dir = tmp_path / "run"
+    _run("cgmcr2_digits", [f"run_dir={run_dir}", f"data.root={tmp_path / 'data'}", "method.warmup_epochs=2",
+                           "method.finetune_epochs=2", "method.baselines=()", "ckpt.keep_last=5"])
+    assert ckpt.complete_tags(str(run_dir / "checkpoints")) == ["step000000006", "step000000012"]   # 3 steps/epoch
