@@ -120,3 +120,23 @@ class TrainJob(submitit.helpers.Checkpointable):
         print(f"[job {job_id}] preempted or near its time limit: requeueing; the next start resumes from the "
               f"newest complete checkpoint in {self.run_dir}/checkpoints", flush=True)
         return submitit.helpers.DelayedSubmission(TrainJob(self.cfg, self.recipe_path, self.info))
+
+
+class ClusterJob(submitit.helpers.Checkpointable):
+    """`python -m dist_cluster.cluster ARGS` on every task of a job (slurm/submit.py cli="ARGS"); the data were
+    sharded and every argument checked before submission, and a requeued job trains its seeds again."""
+
+    def __init__(self, argv: list[str], run_dir: str):
+        self.argv, self.run_dir = list(argv), run_dir
+
+    def __call__(self) -> dict | None:
+        env = submitit.JobEnvironment()
+        prepare_rank_env(env, int(os.environ.get("SLURM_RESTART_COUNT", 0)))
+        if env.global_rank == 0:
+            _append(self.run_dir, {"event": "start", "job_id": env.job_id, "time": time.time(),
+                                   "cluster": env.cluster, "tasks": env.num_tasks, "cli": self.argv})
+        from dist_cluster.cluster.__main__ import main
+        summary = main(self.argv)
+        if env.global_rank == 0:
+            _append(self.run_dir, {"event": "end", "job_id": env.job_id, "time": time.time()})
+        return summary

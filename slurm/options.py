@@ -12,7 +12,7 @@ from slurm.clusters import Site
 from slurm.clusters import site as load_site
 
 CLUSTERS = ("slurm", "local", "debug")
-EXTRA_KEYS = ("recipe", "site", "cluster", "job_name")
+EXTRA_KEYS = ("recipe", "cli", "site", "cluster", "job_name")
 FLAGS = ("--dry-run", "--wait", "--no-wait")
 
 
@@ -23,6 +23,7 @@ def submit_keys() -> list[str]:
 @dataclass
 class Options:
     recipe: str = ""
+    cli: str = ""                 # instead of a recipe: `python -m dist_cluster.cluster` arguments
     site_name: str | None = None
     cluster: str = "slurm"
     job_name: str | None = None
@@ -85,6 +86,7 @@ def parse(argv: list[str]) -> Options:
     except KeyError as e:
         raise ConfigError(e.args[0]) from None
     opts.recipe = sub.pop("recipe", "")
+    opts.cli = sub.pop("cli", "")
     opts.cluster = sub.pop("cluster", "slurm")
     opts.job_name = sub.pop("job_name", None)
     if opts.cluster not in CLUSTERS:
@@ -101,8 +103,11 @@ def parse(argv: list[str]) -> Options:
             opts.site.sbatch[k[len("sbatch."):]] = _sbatch_value(v)
         elif k not in submit_keys():
             opts.overrides.append(f"{k}={v}")
-    if not opts.recipe:
-        raise ConfigError("missing recipe=NAME (a file in recipes/ or a path to a recipe .py)")
+    if bool(opts.recipe) == bool(opts.cli):
+        raise ConfigError("give recipe=NAME (a file in recipes/ or a path to a recipe .py) or "
+                          "cli=\"DATA --method M --k K ...\" (python -m dist_cluster.cluster's arguments), not both")
+    if opts.cli and opts.overrides:
+        raise ConfigError(f"with cli=..., put config overrides inside it: {opts.overrides}")
     parse_time(opts.site.time)
     for name in ("nodes", "cpus_per_task", "tasks_per_node"):
         if getattr(opts.site, name) < 1:

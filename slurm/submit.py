@@ -3,6 +3,8 @@
     python slurm/submit.py recipe=NAME [nodes=2 gpus_per_node=8 partition=... account=... qos=... time=...
         constraint=... cpus_per_task=... mem_gb=... tasks_per_node=... cluster=slurm|local|debug site=...
         sbatch.<opt>=... srun_args="..." job_name=...] [--dry-run] [--wait|--no-wait] [recipe overrides k=v ...]
+    python slurm/submit.py cli="DATA --method cgmcr2 --k 10 [k=v ...]" [submitter keys as above]
+        (a user's own data: python -m dist_cluster.cluster's arguments, sharded and checked before submitting)
 
 Submitter keys come from slurm/clusters.py (the site file); everything else overrides the recipe's config.
 The recipe and its overrides are checked before anything is submitted (bad input: message, exit code 2).
@@ -26,7 +28,7 @@ import yaml
 
 from dist_cluster.config import ConfigError, ExperimentConfig, to_dict
 from dist_cluster.launch import RECIPES_DIR, build_config, load_recipe
-from slurm.job import TrainJob
+from slurm.job import ClusterJob, TrainJob
 from slurm.options import Options, parse, submitter_hint
 from slurm.sweep import expand
 
@@ -141,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         opts = parse(argv)
+        if opts.cli:
+            return submit_cli(opts)
         runs, folder = plan(opts)
         if opts.dry_run:
             return _dry_run(opts, runs, folder)
@@ -157,6 +161,32 @@ def main(argv: list[str] | None = None) -> int:
               f"{job.job_id}_<rank>_log.out/.err)", flush=True)
     if opts.wait if opts.wait is not None else opts.cluster != "slurm":
         return _wait(jobs)
+    return 0
+
+
+def submit_cli(opts: Options) -> int:
+    """cli="ARGS": the data are sharded (cached) and every argument checked here, then one job runs
+    `python -m dist_cluster.cluster ARGS` on every task."""
+    from dist_cluster.cluster.__main__ import plan as plan_cli
+    from dist_cluster.cluster.arrays import InputError
+    argv = shlex.split(opts.cli)
+    try:
+        args, data, run_dir, _ = plan_cli(argv, opts.site.nodes * opts.tasks_per_node)
+    except (InputError, SystemExit) as e:
+        raise ConfigError(str(e) if isinstance(e, InputError) else f"bad cli arguments: {opts.cli!r}") from None
+    argv = [a for a in argv] + ([] if args.run_dir else ["--run-dir", run_dir])
+    folder = os.path.join(opts.site.logs.format(run_dir=run_dir), "%j")
+    job_name = opts.job_name or f"{args.method}_{data.name}"
+    if opts.dry_run:
+        print(f"# {opts.cluster} job {job_name}: python -m dist_cluster.cluster {shlex.join(argv)}\n"
+              f"# {_describe(opts)}, folder {folder}\n# dry run: nothing submitted")
+        return 0
+    job = make_executor(opts, folder, job_name).submit(ClusterJob(argv, run_dir))
+    print(f"submitted job {job.job_id} ({_describe(opts)})\n  run dir: {run_dir}\n  logs:    {job.paths.folder}",
+          flush=True)
+    if opts.wait if opts.wait is not None else opts.cluster != "slurm":
+        job.results()
+        print(f"job {job.job_id} finished: {run_dir}/clusters.csv", flush=True)
     return 0
 
 

@@ -33,29 +33,37 @@ def parse(argv):
     return p.parse_intermixed_args(argv)
 
 
-def main(argv=None) -> dict | None:
+def plan(argv: list[str], world_size: int = 1):
+    """Parse, shard DATA (cached), size the config and check everything a run needs, before any training:
+    (args, data, run_dir, overrides). Raises InputError or ConfigError with the user's message."""
     from dist_cluster.cluster.configs import method_config
     from dist_cluster.cluster.inputs import image_features, resolve_data
+    args = parse(argv)
+    data = resolve_data(args.data, args.data_root, args.labels, args.features_key, args.labels_key)
+    if data.kind == "image" and args.method != "pici":
+        data = image_features(data, args.data_root)
+    check_k(args.k, data.n)
+    if args.n_init < 1:
+        raise InputError(f"--n-init must be at least 1, got {args.n_init}")
+    run_dir = os.path.abspath(args.run_dir or os.path.join("runs", f"{args.method}_{data.name}"))
+    overrides = list(args.overrides)
+    if args.method != "kmeans":
+        if not any(o.startswith("method.nmi_average=") for o in overrides):
+            overrides.append(f"method.nmi_average={args.nmi}")
+        method_config(args.method, data, args.k, overrides, run_dir, world_size)   # bad overrides fail here
+    return args, data, run_dir, overrides
+
+
+def main(argv=None) -> dict | None:
     from dist_cluster.cluster.report import write_report
     from dist_cluster.cluster.run import kmeans_predictions, select, selection_report, train_seeds
     from dist_cluster.config import ConfigError
     from dist_cluster.distributed import resolve
     from dist_cluster.launch import strip_launcher_args
-    args = parse(strip_launcher_args(sys.argv[1:] if argv is None else argv))
     env = resolve()
     try:
-        data = resolve_data(args.data, args.data_root, args.labels, args.features_key, args.labels_key)
-        if data.kind == "image" and args.method != "pici":
-            data = image_features(data, args.data_root)
-        check_k(args.k, data.n)
-        if args.n_init < 1:
-            raise InputError(f"--n-init must be at least 1, got {args.n_init}")
-        run_dir = os.path.abspath(args.run_dir or os.path.join("runs", f"{args.method}_{data.name}"))
-        overrides = list(args.overrides)
-        if args.method != "kmeans":
-            if not any(o.startswith("method.nmi_average=") for o in overrides):
-                overrides.append(f"method.nmi_average={args.nmi}")
-            method_config(args.method, data, args.k, overrides, run_dir, env.world_size)   # bad overrides fail here
+        args, data, run_dir, overrides = plan(strip_launcher_args(sys.argv[1:] if argv is None else argv),
+                                              env.world_size)
     except (InputError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2)
