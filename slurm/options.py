@@ -103,9 +103,11 @@ def parse(argv: list[str]) -> Options:
             opts.site.sbatch[k[len("sbatch."):]] = _sbatch_value(v)
         elif k not in submit_keys():
             opts.overrides.append(f"{k}={v}")
-    if bool(opts.recipe) == bool(opts.cli):
-        raise ConfigError("give recipe=NAME (a file in recipes/ or a path to a recipe .py) or "
-                          "cli=\"DATA --method M --k K ...\" (python -m dist_cluster.cluster's arguments), not both")
+    if not opts.recipe and not opts.cli:
+        raise ConfigError("missing recipe=NAME (a file in recipes/ or a path to a recipe .py), or "
+                          "cli=\"DATA --method M --k K ...\" (python -m dist_cluster.cluster's arguments)")
+    if opts.recipe and opts.cli:
+        raise ConfigError("give recipe=NAME or cli=\"...\", not both")
     if opts.cli and opts.overrides:
         raise ConfigError(f"with cli=..., put config overrides inside it: {opts.overrides}")
     parse_time(opts.site.time)
