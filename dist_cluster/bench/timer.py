@@ -13,10 +13,13 @@ def timed(fn: Callable):
     return time.perf_counter() - t, out
 
 
-def paired(fns: dict[str, Callable], repeats: int = 3, warmup: bool = False) -> tuple[dict, dict]:
+def paired(fns: dict[str, Callable], repeats: int = 3, warmup: bool = False,
+           pause: float = 0.5) -> tuple[dict, dict]:
     """Median seconds of each fn over `repeats` rounds (the order alternates every round), and its last result.
 
-    A fn may return (seconds, result) as `measured(...)` to time only part of its work."""
+    A fn may return `Measured(seconds, result)` to time only part of its work. `pause` seconds separate the
+    calls: BLAS and OpenMP worker threads keep spinning for a while after a call and would slow the next one.
+    """
     times: dict[str, list[float]] = {k: [] for k in fns}
     last: dict = {}
     names = list(fns)
@@ -25,6 +28,7 @@ def paired(fns: dict[str, Callable], repeats: int = 3, warmup: bool = False) -> 
             fns[k]()
     for r in range(repeats):
         for k in (names if r % 2 == 0 else names[::-1]):
+            time.sleep(pause)
             secs, out = timed(fns[k])
             if isinstance(out, Measured):
                 secs, out = out.seconds, out.result

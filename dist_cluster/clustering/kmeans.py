@@ -98,7 +98,7 @@ def kmeans(x: torch.Tensor, k: int, n_init: int = 1, max_iter: int = 300, tol: f
     """Cluster the rows of all ranks into k clusters; the best of n_init runs (lowest inertia) is kept.
 
     Collective. init: "k-means++", "random" (k distinct rows) or a (k, d) tensor (then one run).
-    chunk: rows per step of a pass (default: a score tile of about 2 MiB on CPU); memory chunk × k.
+    chunk: rows per step of a pass (default: a score tile of about 8 MiB on CPU); memory chunk × k.
     """
     if backend == "sklearn":
         from dist_cluster.clustering.reference import sklearn_kmeans

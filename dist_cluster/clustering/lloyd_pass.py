@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-TILE_ELEMENTS = 1 << 19        # rows × k of one score tile (2 MiB in float32) on CPU
+TILE_ELEMENTS = 1 << 21        # rows × k of one score tile (8 MiB in float32) on CPU
 
 
 def work_dtype(x: torch.Tensor) -> torch.dtype:
