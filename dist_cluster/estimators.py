@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -44,6 +45,9 @@ class _EngineClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         overrides = self._overrides() + list(self.overrides)
         runs = (self._fit_here if self.processes == 1 else self._fit_torchrun)(data, run_dir, overrides)
         self._load(data, runs, overrides)
+        if not self.run_dir:   # nothing of a temporary run outlives fit(); pass run_dir= to keep it
+            shutil.rmtree(run_dir, ignore_errors=True)
+            self.run_dir_ = None
         self.n_features_in_ = X.shape[1]
         return self
 
