@@ -6,7 +6,7 @@ wd 1e-3, d 128, T₁ 20, T₂ 30, global batch 2048, γ 50, ε 0.2, s 20) with h
     torchrun --nproc_per_node 2 recipes/cgmcr2_fmnist.py
     python recipes/cgmcr2_fmnist.py method.s=200 method.normalize_input=true
 
-Table A.3's row was tuned on CLIP ViT-L/14 features. On these features (tools/bench_cgmcr2.py, 10k-train
+Table A.3's row was tuned on CLIP ViT-L/14 features. On these features (python -m dist_cluster.bench cgmcr2, 10k-train
 schedule, seeds 0-2) it gives 59.1 ± 2.0 ACC against KMeans' 65.1; more affinity neighbours and L2-normalised
 inputs (the last command) give 65.6 ± 6.0, level with KMeans, with a large spread over seeds.
 """

@@ -11,8 +11,7 @@ import numpy as np
 import torch
 
 from dist_cluster.bench.registry import Options, Row
-from dist_cluster.bench.timer import Measured, paired
-from dist_cluster.distributed import barrier
+from dist_cluster.bench.timer import Measured, paired, time_on_shard
 
 
 def fmnist_pixels() -> tuple[str, np.ndarray]:
@@ -50,17 +49,10 @@ def _ours(x, init, max_iter):
 
 
 def _on_rank(rank, world, x, init, repeats, max_iter):
-    import time
-
     from dist_cluster.clustering import kmeans
-    a, b = len(x) * rank // world, len(x) * (rank + 1) // world
-    xs, times = torch.from_numpy(x[a:b]), []
-    for _ in range(repeats):
-        barrier()
-        t = time.perf_counter()
-        r = kmeans(xs, len(init), init=torch.from_numpy(init), max_iter=max_iter)
-        times.append((time.perf_counter() - t) / r.n_iter)
-    return times, r.inertia, r.labels.numpy()
+    times, r = time_on_shard(rank, world, x, repeats,
+                             lambda xs: kmeans(xs, len(init), init=torch.from_numpy(init), max_iter=max_iter))
+    return [t / r.n_iter for t in times], r.inertia, r.labels.numpy()
 
 
 def run(opts: Options) -> list[Row]:
@@ -109,7 +101,8 @@ def run(opts: Options) -> list[Row]:
             t = float(np.median(np.max([r[0] for r in per_rank], axis=0)))
             same = bool((np.concatenate([r[2] for r in per_rank]) == labels).all())
             one = float(np.median(run_world(_on_rank, 1, x, init, opts.repeats, max_iter, threads=per)[0][0]))
-            for peer_name, peer in ((f"ours 1×{opts.threads}", med["ours"]), (f"ours 1×{per} (same threads/process)", one)):
+            peers = ((f"ours 1×{opts.threads}", med["ours"]), (f"ours 1×{per} (same threads/process)", one))
+            for peer_name, peer in peers:
                 rows.append(Row("kmeans", f"Lloyd iteration, {name}, k={k}", f"{world}×{per}", t, peer_name, peer,
                                 "" if opts.quick else "≤0.65", same, f"labels {'=' if same else '≠'} 1 process"))
     return rows

@@ -6,14 +6,11 @@ k-th (ties). The quick inputs are compared with float64 brute force instead.
 """
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import torch
 
 from dist_cluster.bench.registry import Options, Row
-from dist_cluster.bench.timer import paired
-from dist_cluster.distributed import barrier
+from dist_cluster.bench.timer import paired, time_on_shard
 
 
 def unit_vectors(n: int, d: int, seed: int = 0) -> np.ndarray:
@@ -38,15 +35,9 @@ def same_up_to_ties(x: np.ndarray, ids: np.ndarray, a: np.ndarray, b: np.ndarray
 
 
 def _on_rank(rank, world, x, q, k, repeats):
-
     from dist_cluster.neighbors import knn
-    a, b = len(x) * rank // world, len(x) * (rank + 1) // world
-    xs, times = torch.from_numpy(x[a:b]), []
-    for _ in range(repeats):
-        barrier()
-        t = time.perf_counter()
-        nb = knn(xs, k, metric="cosine", n_queries=-(-q // world))
-        times.append(time.perf_counter() - t)
+    times, nb = time_on_shard(rank, world, x, repeats,
+                              lambda xs: knn(xs, k, metric="cosine", n_queries=-(-q // world)))
     return times, nb.index.numpy()
 
 
@@ -90,7 +81,8 @@ def run(opts: Options) -> list[Row]:
         one = dict(zip(range(q), last["ours"]))
         shared = [j for j, i in enumerate(ids) if i in one]
         same = all(np.array_equal(got[j], one[ids[j]]) for j in shared)
-        for peer_name, peer in ((f"ours 1×{opts.threads}", med["ours"]), (f"ours 1×{per} (same threads/process)", one_s)):
+        peers = ((f"ours 1×{opts.threads}", med["ours"]), (f"ours 1×{per} (same threads/process)", one_s))
+        for peer_name, peer in peers:
             rows.append(Row("knn", what, f"{world}×{per}", t, peer_name, peer, "" if opts.quick else "≤0.65", same,
                             f"{len(ids)} queries; lists = 1 process on {len(shared)} shared"))
     return rows

@@ -42,3 +42,19 @@ class Measured:
 
     def __init__(self, seconds: float, result=None):
         self.seconds, self.result = seconds, result
+
+
+def time_on_shard(rank: int, world: int, x, repeats: int, run: Callable):
+    """On a spawned rank: `run(shard)` over this rank's contiguous share of the array `x`, timed `repeats` times,
+    each start aligned by a barrier. Returns ([seconds], the last result)."""
+    import torch
+
+    from dist_cluster.distributed import barrier
+    a, b = len(x) * rank // world, len(x) * (rank + 1) // world
+    shard, times, out = torch.from_numpy(x[a:b]), [], None
+    for _ in range(repeats):
+        barrier()
+        t = time.perf_counter()
+        out = run(shard)
+        times.append(time.perf_counter() - t)
+    return times, out
