@@ -28,8 +28,8 @@ def run_recipe(recipe: str, overrides: list[str], run_dir: str, nproc: int = 1, 
 
 
 def records(run_dir: str) -> list[dict]:
-    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    from dist_cluster.logging import read_records
+    return read_records(run_dir)
 
 
 def seconds_per_step(run_dir: str, skip: int = 2) -> float:

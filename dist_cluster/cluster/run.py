@@ -7,7 +7,6 @@ when n_init > 1. KMeans (`method="kmeans"`) has no training run: scikit-learn's 
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 
@@ -24,11 +23,8 @@ class SeedRun:
 
 
 def final_loss(run_dir: str) -> float | None:
-    path = os.path.join(run_dir, "metrics.jsonl")
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        losses = [r["loss"] for r in map(json.loads, f) if r.get("kind") == "train" and "loss" in r]
+    from dist_cluster.logging import read_records
+    losses = [r["loss"] for r in read_records(run_dir, "train") if "loss" in r]
     if not losses:
         return None
     tail = losses[-max(1, len(losses) // 10):]

@@ -1,12 +1,12 @@
 """Figures every method draws the same way: the Hungarian-matched confusion matrix and learning curves."""
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
 
 from dist_cluster.eval.cluster_metrics import contingency, hungarian_match
+from dist_cluster.logging.metrics import read_records
 
 
 def pyplot():
@@ -52,20 +52,12 @@ def confusion_figure(path: str, y_true, y_pred, class_names=None, title: str = "
     return path
 
 
-def read_metrics(metrics_path: str) -> tuple[list[dict], list[dict]]:
-    """(train records, eval records) of a run's metrics.jsonl; empty lists when it does not exist."""
-    if not os.path.exists(metrics_path):
-        return [], []
-    with open(metrics_path) as f:
-        recs = [json.loads(line) for line in f if line.strip()]
-    return [r for r in recs if r.get("kind") == "train"], [r for r in recs if r.get("kind") == "eval"]
-
-
 def learning_curves(metrics_path: str, path: str, terms: dict[str, str], separate: bool = False,
                     eval_keys: tuple[str, ...] = ("acc", "nmi", "ari")) -> str | None:
     """Loss terms against the optimizer step (one panel each when `separate`), stage changes dotted, and the
     evaluations' metrics in the last panel."""
-    train, evals = read_metrics(metrics_path)
+    run_dir = os.path.dirname(metrics_path)
+    train, evals = read_records(run_dir, "train"), read_records(run_dir, "eval")
     if not train and not evals:
         return None
     plt = pyplot()

@@ -1,3 +1,3 @@
-from dist_cluster.logging.metrics import MetricLogger
+from dist_cluster.logging.metrics import MetricLogger, read_records
 
-__all__ = ["MetricLogger"]
+__all__ = ["MetricLogger", "read_records"]

@@ -7,6 +7,16 @@ import os
 import time
 
 
+def read_records(run_dir: str, kind: str | None = None) -> list[dict]:
+    """The records of a run's metrics.jsonl (of one `kind`: train, eval, data, ...); [] when there is none."""
+    path = os.path.join(run_dir, "metrics.jsonl")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        recs = [json.loads(line) for line in f if line.strip()]
+    return [r for r in recs if kind is None or r.get("kind") == kind]
+
+
 def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"

@@ -8,7 +8,7 @@ import tarfile
 
 import numpy as np
 import pytest
-from fault_runs import ENV, ROOT, SHORT, run_toy, tree_hashes
+from toy_runs import ENV, ROOT, SHORT, run_toy, tree_hashes
 
 from dist_cluster.data import skips
 from dist_cluster.data.dataset import load_feature_arrays

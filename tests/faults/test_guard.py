@@ -3,7 +3,7 @@ import json
 import os
 
 import pytest
-from fault_runs import SHORT, all_checkpoints_finite, run_toy, tree_hashes
+from toy_runs import SHORT, all_checkpoints_finite, run_toy, tree_hashes
 
 from dist_cluster import checkpoint as ckpt
 
@@ -71,7 +71,7 @@ def test_cgmcr2_with_a_huge_learning_rate_says_it_collapsed(tmp_path):
     import subprocess
     import sys
 
-    from fault_runs import ENV, ROOT
+    from toy_runs import ENV, ROOT
     res = subprocess.run([sys.executable, os.path.join(ROOT, "recipes", "cgmcr2_digits.py"), f"run_dir={tmp_path}",
                           f"data.root={tmp_path / 'data'}", "optim.lr=1e9", "engine.max_steps=20",
                           "ckpt.every_steps=5", "method.baselines=()"], env=ENV, capture_output=True, text=True,

@@ -10,14 +10,9 @@ import time
 
 import pytest
 import torch
-from fault_runs import ENV, SHORT, checkpoint_weights, run_toy, toy_cmd, tree_hashes
+from toy_runs import ENV, SHORT, final_weights, run_toy, toy_cmd, tree_hashes
 
 from dist_cluster import checkpoint as ckpt
-
-
-def final_weights(run_dir):
-    d = str(run_dir / "checkpoints")
-    return checkpoint_weights(d, ckpt.latest(d))
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import signal
 import subprocess
 import time
 
-from fault_runs import ENV, SHORT, run_toy, toy_cmd
+from toy_runs import ENV, SHORT, run_toy, toy_cmd
 
 
 def _wait_for(pred, timeout=120.0):

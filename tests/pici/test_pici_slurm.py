@@ -16,13 +16,8 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def slurm_env():
-    res = subprocess.run(["bash", os.path.join(ROOT, "tools", "slurm_local", "start.sh")], capture_output=True,
-                         text=True, timeout=180)
-    assert res.returncode == 0, f"tools/slurm_local/start.sh failed:\n{res.stdout}\n{res.stderr}"
-    m = re.search(r"^export SLURM_CONF=(\S+) PATH=(\S+):\$PATH$", res.stdout, re.M)
-    assert m, res.stdout
-    return dict(os.environ, SLURM_CONF=m.group(1), PATH=m.group(2) + ":" + os.environ["PATH"])
+def slurm_env(local_slurm):
+    return dict(os.environ)
 
 
 def test_pici_digits_job_on_two_tasks_trains_every_stage(slurm_env, tmp_path):

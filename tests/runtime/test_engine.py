@@ -6,52 +6,23 @@ import sys
 
 import pytest
 import torch
+from toy_runs import ENV, RECIPE, SHORT, final_weights, run_toy, train_losses
 
 from dist_cluster import checkpoint as ckpt
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-RECIPE = os.path.join(ROOT, "tests", "runtime", "toy_recipe.py")
-ENV = dict(os.environ, DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1")
-SHORT = ["method.epochs1=1", "method.epochs2=1"]
-
-
-def cmd(nproc: int, run_dir, *overrides):
-    launcher = [sys.executable] if nproc == 1 else [
-        os.path.join(os.path.dirname(sys.executable), "torchrun"), "--nproc_per_node", str(nproc),
-        "--master_port", str(29500 + os.getpid() % 1000)]
-    return launcher + [RECIPE, f"run_dir={run_dir}", *overrides]
-
-
-def run(nproc, run_dir, *overrides, ok=True):
-    res = subprocess.run(cmd(nproc, run_dir, *overrides), env=ENV, capture_output=True, text=True, timeout=600)
-    if ok:
-        assert res.returncode == 0, res.stderr[-3000:]
-    return res
-
-
-def train_losses(run_dir):
-    lines = [json.loads(x) for x in open(os.path.join(run_dir, "metrics.jsonl"))]
-    return [(x["step"], x["loss"]) for x in lines if x["kind"] == "train"]
-
-
-def final_weights(run_dir):
-    d = os.path.join(run_dir, "checkpoints")
-    tag = ckpt.latest(d)
-    return torch.load(os.path.join(d, tag, "mp_rank_00_model_states.pt"), weights_only=False)["module"]
 
 
 @pytest.mark.parametrize("zero", [0, 2, 3])
 def test_one_and_two_processes_give_the_same_loss_curve(tmp_path, zero):
     # Same global batch (32 = 1 x 32 = 2 x 16): the curves agree to float32 reduction-order noise.
-    run(1, tmp_path / "w1", *SHORT, f"engine.zero_stage={zero}", "data.batch_size=32")
-    run(2, tmp_path / "w2", *SHORT, f"engine.zero_stage={zero}", "data.batch_size=16")
+    run_toy(tmp_path / "w1", *SHORT, f"engine.zero_stage={zero}", "data.batch_size=32")
+    run_toy(tmp_path / "w2", *SHORT, f"engine.zero_stage={zero}", "data.batch_size=16", nproc=2)
     a, b = train_losses(tmp_path / "w1"), train_losses(tmp_path / "w2")
     assert len(a) == len(b) > 10 and [s for s, _ in a] == [s for s, _ in b]
     assert max(abs(x - y) for (_, x), (_, y) in zip(a, b)) < 1e-4
 
 
 def test_run_dir_holds_config_metrics_summary_and_checkpoints(tmp_path):
-    run(1, tmp_path, *SHORT, "engine.precision=bf16")
+    run_toy(tmp_path, *SHORT, "engine.precision=bf16")
     for name in ("config.yaml", "command.txt", "git.txt", "metrics.jsonl", "summary.json", "figures", "checkpoints"):
         assert os.path.exists(tmp_path / name), name
     summary = json.load(open(tmp_path / "summary.json"))
@@ -60,7 +31,7 @@ def test_run_dir_holds_config_metrics_summary_and_checkpoints(tmp_path):
 
 
 def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(tmp_path):
-    res = run(1, tmp_path, *SHORT, "ckpt.every_steps=5", "method.nan_at_step=8", ok=False)
+    res = run_toy(tmp_path, *SHORT, "ckpt.every_steps=5", "method.nan_at_step=8", ok=False)
     assert res.returncode != 0
     assert "non-finite loss" in res.stderr and "step000000005" in res.stderr
     d = str(tmp_path / "checkpoints")
@@ -79,8 +50,8 @@ def test_deepspeed_launcher_runs_the_same_recipe_on_two_ranks(tmp_path):
 
 
 def test_gradient_accumulation_matches_the_larger_batch_and_keeps_last_k(tmp_path):
-    run(1, tmp_path / "big", *SHORT, "data.batch_size=32", "ckpt.every_steps=10", "ckpt.keep_last=2")
-    run(1, tmp_path / "acc", *SHORT, "data.batch_size=16", "engine.grad_accum=2")
+    run_toy(tmp_path / "big", *SHORT, "data.batch_size=32", "ckpt.every_steps=10", "ckpt.keep_last=2")
+    run_toy(tmp_path / "acc", *SHORT, "data.batch_size=16", "engine.grad_accum=2")
     a, b = final_weights(tmp_path / "big"), final_weights(tmp_path / "acc")
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-4
     assert json.load(open(tmp_path / "acc" / "summary.json"))["global_step"] == 112   # optimizer steps
@@ -88,8 +59,8 @@ def test_gradient_accumulation_matches_the_larger_batch_and_keeps_last_k(tmp_pat
 
 
 def test_hooks_run_in_order_and_a_resume_replays_only_the_unfinished_epoch(tmp_path):
-    run(1, tmp_path, *SHORT, "method.log_hooks=true", "engine.max_steps=70")
-    run(1, tmp_path, *SHORT, "method.log_hooks=true")
+    run_toy(tmp_path, *SHORT, "method.log_hooks=true", "engine.max_steps=70")
+    run_toy(tmp_path, *SHORT, "method.log_hooks=true")
     events = [json.loads(x) for x in open(tmp_path / "hooks.jsonl")]
     names = [e[0] for e in events]
     # 56 steps an epoch: stage 1 = epoch 0, stage 2 = epoch 1; the first run stops at step 70 inside epoch 1

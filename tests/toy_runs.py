@@ -1,7 +1,9 @@
-"""Launch the toy recipe the way a user would, and fingerprint what a fault must not change."""
+"""Launch the engine's toy recipe the way a user would; read back its losses and weights, and fingerprint
+what a fault must not change."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -10,7 +12,7 @@ import torch
 
 from dist_cluster import checkpoint as ckpt
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPE = os.path.join(ROOT, "tests", "runtime", "toy_recipe.py")
 ENV = dict(os.environ, DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1")
 SHORT = ["method.epochs1=1", "method.epochs2=1"]
@@ -51,3 +53,13 @@ def checkpoint_weights(ckpt_dir: str, tag: str) -> dict[str, torch.Tensor]:
 def all_checkpoints_finite(ckpt_dir: str) -> bool:
     return all(all(torch.isfinite(v).all() for v in checkpoint_weights(ckpt_dir, t).values())
                for t in ckpt.complete_tags(ckpt_dir))
+
+
+def train_losses(run_dir) -> list[tuple[int, float]]:
+    lines = [json.loads(x) for x in open(os.path.join(run_dir, "metrics.jsonl"))]
+    return [(x["step"], x["loss"]) for x in lines if x["kind"] == "train"]
+
+
+def final_weights(run_dir) -> dict[str, torch.Tensor]:
+    d = os.path.join(str(run_dir), "checkpoints")
+    return checkpoint_weights(d, ckpt.latest(d))
