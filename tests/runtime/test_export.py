@@ -4,12 +4,12 @@ import sys
 
 import pytest
 import torch
-from test_engine import ENV, ROOT, SHORT, run
+from toy_runs import ENV, ROOT, SHORT, run_toy
 
 
 @pytest.mark.parametrize("zero", [0, 3])
 def test_export_writes_plain_state_dict_the_bare_model_loads(tmp_path, zero):
-    run(2 if zero else 1, tmp_path, *SHORT, f"engine.zero_stage={zero}", "data.batch_size=16")
+    run_toy(tmp_path, *SHORT, f"engine.zero_stage={zero}", "data.batch_size=16", nproc=2 if zero else 1)
     out = tmp_path / "model.pt"
     subprocess.run([sys.executable, os.path.join(ROOT, "tools", "export_checkpoint.py"), str(tmp_path),
                     "--out", str(out), "--whole-method"], env=ENV, check=True, timeout=300)
