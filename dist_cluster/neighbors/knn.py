@@ -15,9 +15,11 @@ Rounds keep the top-k state under `max_state_bytes`; each extra round streams th
 matrix is ever formed. Each database block adds its own top-k to the running lists (one `topk` per block,
 a merge of 2k columns; the lists are sorted once at the end).
 
-`gemm_dtype=torch.bfloat16` or `torch.float16` (for GPUs) scores in that precision, keeps the best
-`k + rescore` of each block and re-scores them in the shard's precision; lists are exact unless a true
-neighbour falls outside those candidates by the low-precision rounding.
+`gemm_dtype=torch.bfloat16` or `torch.float16` (AMX on recent Xeons, tensor cores on GPUs) scores in that
+precision and keeps each query's best `k + rescore` candidates, which are then scored again in the data's
+precision; a query whose k-th exact score beats every other row's bound is certified exact, the others are
+searched again in full precision (`dist_cluster.neighbors.rescore`), so the lists are those of the full
+search either way.
 
 Every database block has the same shape (short ones are zero-padded) and query tiles are padded to a
 multiple of 64 rows (BLAS rounds products of fewer rows differently), so a pair's score does not depend on
@@ -41,7 +43,8 @@ from dist_cluster.distributed import (
     rank,
     world_size,
 )
-from dist_cluster.neighbors.topk import RunningTopK
+from dist_cluster.neighbors import rescore as rescore_
+from dist_cluster.neighbors.topk import RunningTopK, lexsort_rows
 
 PAD_ID = torch.iinfo(torch.int64).max     # id of padding rows; they score -inf and sort last
 # MKL's dgemm rounds the last few columns of a product differently from the others; zero guard rows at the
@@ -54,6 +57,7 @@ METRICS = ("l2", "cosine")
 class Neighbors:
     index: torch.Tensor    # (n, k) int64 global ids, nearest first (self first unless self_first=False)
     dist: torch.Tensor     # (n, k) ascending; l2: Euclidean distance, cosine: 1 − cos
+    searched_again: int = 0   # low-precision search: queries whose candidates were not certified
 
 
 def prepare(x: torch.Tensor, metric: str, inplace: bool = False) -> torch.Tensor:
@@ -111,15 +115,19 @@ def _database_blocks(x: torch.Tensor, sizes: list[int], tile: int) -> Iterator[t
         yield src, b0, m, buf
 
 
-def _query_tiles(x: torch.Tensor, start: int, stop: int, tile: int) -> list[tuple[int, int, torch.Tensor]]:
-    """(q0, q1, rows) per tile: views of x, the last one copied and zero-padded to a multiple of 64 rows."""
+def _query_tiles(x: torch.Tensor, rows, tile: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(local row ids, query rows) per tile of `rows` (a range: views of x; a tensor: gathered), the rows
+    zero-padded to a multiple of 64 when needed."""
     out = []
-    for q0 in range(start, stop, tile):
-        q1 = min(q0 + tile, stop)
-        rows = x[q0:q1]
-        if (q1 - q0) % 64:
-            rows = torch.cat([rows, rows.new_zeros((_round_up(q1 - q0, 64) - (q1 - q0), x.shape[1]))])
-        out.append((q0, q1, rows))
+    for a in range(0, len(rows), tile):
+        part = rows[a:a + tile]
+        if isinstance(part, range):
+            q, part = x[part.start:part.stop], torch.arange(part.start, part.stop, device=x.device)
+        else:
+            q = x[part]
+        if len(part) % 64:
+            q = torch.cat([q, q.new_zeros((_round_up(len(part), 64) - len(part), x.shape[1]))])
+        out.append((part, q))
     return out
 
 
@@ -133,66 +141,102 @@ def _score(q, blk, neg_sq, out, metric, low):
     return torch.mm(q, blk.T, out=out)
 
 
-def _rescore(q, blk, neg_sq, s, ids, keep, metric):
-    """The best `keep` columns of the low-precision scores s, re-scored in q's precision: (scores, ids).
+@dataclass
+class _Search:
+    """What every search of one call shares: the shards' layout, the tile and the metric."""
+    x: torch.Tensor
+    sizes: list[int]
+    gid: torch.Tensor
+    tile: int
+    metric: str
+    self_first: bool
+    pending: int
+    identity: bool         # gid is arange (default ids)
 
-    Padding (−inf) and self (+inf) marks are kept as they are."""
-    p = s.topk(min(keep, s.shape[1]), dim=1).indices
-    exact = torch.einsum("qd,qcd->qc", q, blk[p])
-    if metric == "l2":
-        exact = exact * 2 + neg_sq[p]
-    marks = s.gather(1, p).to(exact.dtype)
-    return torch.where(torch.isfinite(marks), exact, marks), ids[p]
+    def blocks(self):
+        offsets = [sum(self.sizes[:r]) for r in range(len(self.sizes))]
+        for src, b0, m, buf in _database_blocks(self.x, self.sizes, self.tile):
+            yield src, offsets[src] + b0, b0, m, buf
+
+    def lists(self, rows, keep: int, low: torch.dtype | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Collective: the best `keep` (score, global id) of each local query row, sorted, scored in `low`
+        (or x's precision)."""
+        x, me = self.x, rank()
+        tiles = _query_tiles(x, rows, self.tile)
+        best = [RunningTopK(keep, self.pending, ties=low is None) for _ in tiles]
+        ids = torch.full((self.tile + GUARD,), PAD_ID, dtype=torch.long, device=x.device)
+        score_buf = x.new_empty((self.tile, self.tile + GUARD), dtype=low or x.dtype)
+        for src, start, b0, m, blk in self.blocks():
+            ids[:m], ids[m:] = self.gid[start:start + m], PAD_ID
+            neg_sq = -(blk * blk).sum(1) if self.metric == "l2" else None
+            for (rid, q), running in zip(tiles, best):
+                s = _score(q, blk, neg_sq, score_buf[:q.shape[0]], self.metric, low)[:len(rid)]
+                s[:, m:] = float("-inf")
+                if self.self_first and src == me:
+                    mine = ((rid >= b0) & (rid < b0 + m)).nonzero().squeeze(1)
+                    s[mine, rid[mine] - b0] = float("inf")
+                running.add(s, ids)
+        if not tiles:
+            return x.new_empty((0, keep), dtype=low or x.dtype), torch.empty((0, keep), dtype=torch.long)
+        return tuple(torch.cat(t) for t in zip(*(b.result() for b in best)))
+
+    def rescored(self, rows, k: int, low: torch.dtype, rescore: int, b_max: float):
+        """Collective: low-precision candidates re-scored exactly; uncertified queries searched again in full."""
+        s, ids = self.lists(rows, k + rescore, low)
+        q = self.x[rows.start:rows.stop]
+        pos = rescore_.positions(self.gid, ids, self.identity)
+        exact = rescore_.exact_scores(q, pos, s, ((st, m, buf) for _, st, _, m, buf in self.blocks()), self.metric)
+        e, i = lexsort_rows(exact, ids)
+        e, i = e[:, :k], i[:, :k]
+        last = s[:, -1].to(e.dtype)
+        eps = rescore_.error_bound(low, q.shape[1], torch.linalg.vector_norm(q, dim=1), b_max, last, self.metric)
+        ok = (last == float("-inf")) | (e[:, -1] > last + eps)
+        bad = (~ok).nonzero().squeeze(1)
+        again = torch.tensor([len(bad)], device=q.device)
+        all_reduce_max(again)
+        if int(again):
+            e[bad], i[bad] = self.lists(bad + rows.start, k, None)
+        return e, i, len(bad)
 
 
 def iter_knn(x: torch.Tensor, k: int, metric: str = "l2", index: torch.Tensor | None = None, chunk: int = 4096,
              max_state_bytes: int = 1 << 29, self_first: bool = True, n_queries: int | None = None,
              inplace: bool = False, gemm_dtype: torch.dtype | None = None,
-             rescore: int = 16) -> Iterator[tuple[int, int, Neighbors]]:
+             rescore: int = 32) -> Iterator[tuple[int, int, Neighbors]]:
     """Yield (start, stop, neighbours of local rows start:stop), one round at a time.
 
     Collective: every rank must drain the iterator. x: (n_local, d) this rank's rows; index: their global
     ids (default: rank-ordered contiguous ranges); n_queries: query only the first n local rows (all by default);
-    inplace: normalise x itself for cosine; gemm_dtype/rescore: low-precision scoring (see module doc).
+    inplace: normalise x itself for cosine; gemm_dtype/rescore: low-precision candidates (see module doc).
     """
+    if gemm_dtype is not None and gemm_dtype not in rescore_.UNIT_ROUNDOFF:
+        raise ValueError(f"gemm_dtype must be None, torch.bfloat16 or torch.float16, got {gemm_dtype}")
     x = prepare(x, metric, inplace)
     sizes, gid = _shard_layout(x.shape[0], index, x.device)
-    n_total, me = sum(sizes), rank()
+    n_total = sum(sizes)
     if not 0 < k <= n_total:
         raise ValueError(f"k must be in [1, {n_total}] (rows in the data set), got {k}")
-    offsets = [sum(sizes[:r]) for r in range(len(sizes))]
     tile = min(_round_up(max(chunk, 1), 64), _round_up(n_total, 64))
     pending = 8 if k <= 64 else 1        # blocks' lists kept aside before a merge (RunningTopK)
-    per_row = k * (x.element_size() + 8) * (pending + 1)
+    keep = k + (rescore if gemm_dtype is not None else 0)
+    per_row = keep * (x.element_size() + 8) * (pending + 1)
     rows_per_round = max(tile, (max_state_bytes // per_row) // tile * tile)
     nq = x.shape[0] if n_queries is None else min(n_queries, x.shape[0])
     rounds = torch.tensor([-(-nq // rows_per_round)], device=x.device)
     all_reduce_max(rounds)
-    ids = torch.full((tile + GUARD,), PAD_ID, dtype=torch.long, device=x.device)
-    score_buf = x.new_empty((tile, tile + GUARD))
+    search = _Search(x, sizes, gid, tile, metric, self_first, pending, index is None)
+    b_max = torch.linalg.vector_norm(x, dim=1).max().reshape(1) if len(x) else x.new_zeros(1)
+    b_max = float(all_reduce_max(b_max)) if gemm_dtype is not None else 0.0
 
     for r in range(int(rounds)):
         start, stop = min(r * rows_per_round, nq), min((r + 1) * rows_per_round, nq)
-        tiles = _query_tiles(x, start, stop, tile)
-        best = [RunningTopK(k, pending) for _ in tiles]
-        for src, b0, m, blk in _database_blocks(x, sizes, tile):
-            ids[:m], ids[m:] = gid[offsets[src] + b0:offsets[src] + b0 + m], PAD_ID
-            neg_sq = -(blk * blk).sum(1) if metric == "l2" else None
-            for (q0, q1, q), running in zip(tiles, best):
-                s = _score(q, blk, neg_sq, score_buf[:q.shape[0]], metric, gemm_dtype)[:q1 - q0]
-                s[:, m:] = float("-inf")
-                if self_first and src == me:
-                    lo, hi = max(q0, b0), min(q1, b0 + m)
-                    if lo < hi:
-                        rr = torch.arange(lo, hi, device=x.device)
-                        s[rr - q0, rr - b0] = float("inf")
-                if gemm_dtype is None:
-                    running.add(s, ids)
-                else:
-                    running.add(*_rescore(q[:q1 - q0], blk, neg_sq, s, ids, k + rescore, metric))
-        if not tiles:
+        if gemm_dtype is None:
+            score, idx = search.lists(range(start, stop), k, None)
+            again = 0
+        else:
+            score, idx, again = search.rescored(range(start, stop), k, gemm_dtype, rescore, b_max)
+        if start == stop:
             continue
-        score, idx = (torch.cat(t) for t in zip(*(b.result() for b in best)))
         if metric == "l2":
             q_sq = (x[start:stop] * x[start:stop]).sum(1, keepdim=True)
             d = (q_sq - score).clamp_min(0).sqrt()
@@ -200,15 +244,16 @@ def iter_knn(x: torch.Tensor, k: int, metric: str = "l2", index: torch.Tensor | 
             d = (1 - score).clamp(0, 2)
         if self_first:
             d[:, 0] = 0
-        yield start, stop, Neighbors(idx, d)
+        yield start, stop, Neighbors(idx, d, again)
 
 
 def knn(x: torch.Tensor, k: int, metric: str = "l2", index: torch.Tensor | None = None, chunk: int = 4096,
         max_state_bytes: int = 1 << 29, self_first: bool = True, n_queries: int | None = None,
-        inplace: bool = False, gemm_dtype: torch.dtype | None = None, rescore: int = 16) -> Neighbors:
+        inplace: bool = False, gemm_dtype: torch.dtype | None = None, rescore: int = 32) -> Neighbors:
     """The k nearest neighbours (global ids and distances) of every local row, aligned with x's rows."""
     parts = [nb for _, _, nb in iter_knn(x, k, metric, index, chunk, max_state_bytes, self_first, n_queries,
                                          inplace, gemm_dtype, rescore)]
     if not parts:
         return Neighbors(torch.empty((0, k), dtype=torch.long, device=x.device), x.new_empty((0, k)))
-    return Neighbors(torch.cat([p.index for p in parts]), torch.cat([p.dist for p in parts]))
+    return Neighbors(torch.cat([p.index for p in parts]), torch.cat([p.dist for p in parts]),
+                     sum(p.searched_again for p in parts))

@@ -1,0 +1,55 @@
+"""Exact re-scoring of low-precision kNN candidates, and the proof that no other row could have made the list.
+
+A bfloat16/float16 GEMM (AMX on recent Xeons, tensor cores on GPUs) picks each query's best `k + rescore`
+candidates over the whole database; they are then scored again in the data's precision. A row that is not a
+candidate had a low-precision score of at most `last`, the worst candidate's, so its exact score is at most
+`last + eps`, where eps bounds the low-precision error (inputs rounded, products accumulated in float32,
+output rounded; Cauchy–Schwarz gives |Σ qᵢbᵢ| ≤ ‖q‖·‖b‖). A query whose k-th exact score is above that
+bound is certified: its list is the exact list. Other queries are searched again in full precision.
+"""
+from __future__ import annotations
+
+import torch
+
+PAD_ID = torch.iinfo(torch.int64).max     # id of padding rows (as in knn)
+UNIT_ROUNDOFF = {torch.bfloat16: 2.0 ** -8, torch.float16: 2.0 ** -11}
+
+
+def error_bound(low: torch.dtype, d: int, q_norm: torch.Tensor, b_max: float, last: torch.Tensor,
+                metric: str) -> torch.Tensor:
+    """Per query, a bound on |low-precision score − exact score| for any database row of norm ≤ b_max.
+
+    cosine scores q·b; l2 scores 2 q·b − ‖b‖² (the squared norm also rounded to `low`)."""
+    u, g = UNIT_ROUNDOFF[low], 2 * d * 2.0 ** -24          # g: float32 accumulation, here and in the re-score
+    dot = (2 * u + u * u + g) * q_norm * b_max
+    eps = 2 * dot + u * b_max ** 2 if metric == "l2" else dot
+    return eps + u * (1 + u) * last.abs()                  # the output's own rounding
+
+
+def positions(gid: torch.Tensor, ids: torch.Tensor, identity: bool) -> torch.Tensor:
+    """Position of every id in the rank-ordered concatenation of global ids `gid` (−1 for padding ids).
+
+    identity: gid is arange (the default ids), so an id is its position."""
+    pad = ids == PAD_ID
+    if identity:
+        pos = ids.clone()
+    else:
+        order = torch.argsort(gid)
+        pos = order[torch.searchsorted(gid[order], ids.masked_fill(pad, 0)).clamp_max(len(gid) - 1)]
+    return pos.masked_fill_(pad, -1)
+
+
+def exact_scores(q: torch.Tensor, pos: torch.Tensor, marks: torch.Tensor, blocks, metric: str) -> torch.Tensor:
+    """Scores of query i against database position pos[i, j], in q's precision, block by block.
+
+    blocks yields (first position, rows, buffer); marks: the low-precision scores, whose ±inf (self, padding)
+    are kept."""
+    out = marks.to(q.dtype).clone()
+    for start, m, buf in blocks:
+        r, c = ((pos >= start) & (pos < start + m) & torch.isfinite(marks)).nonzero(as_tuple=True)
+        if not len(r):
+            continue
+        rows = buf.index_select(0, pos[r, c] - start)
+        s = torch.linalg.vecdot(q.index_select(0, r), rows)
+        out[r, c] = 2 * s - (rows * rows).sum(1) if metric == "l2" else s
+    return out
