@@ -3,6 +3,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+TEST_WORKERS ?= 2    # pytest-xdist workers; the Slurm tests share one worker (tests/conftest.py)
 
 .PHONY: demo test test-fast lint env system
 
@@ -24,7 +25,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check dist_cluster recipes slurm tools tests
 
 test: $(STAMP) system lint
-	. tools/slurm_local/env.sh && $(PY) -m pytest -q -ra tests
+	. tools/slurm_local/env.sh && $(PY) -m pytest -q -ra -n $(TEST_WORKERS) --dist loadgroup --durations=10 tests
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -ra -m "not slow and not slurm" tests

@@ -6,7 +6,6 @@ cleanly. `run(cfg)` does the same for an already-built config (the Slurm job cal
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import gc
 import importlib
@@ -91,8 +90,6 @@ def process_group_backend(cuda: bool) -> str:
 
 
 def init_distributed(env: DistEnv, timeout_min: float = 30.0) -> torch.device:
-    if env.launcher == "single" and "MASTER_PORT" not in os.environ:   # never collide with another local job
-        env = dataclasses.replace(env, master_port=_free_port())
     env.export()
     cuda = torch.cuda.is_available()
     if not cuda:
@@ -101,6 +98,10 @@ def init_distributed(env: DistEnv, timeout_min: float = 30.0) -> torch.device:
     import deepspeed.comm.torch  # noqa: F401  (the package attribute `torch` shadows it; use sys.modules)
     timeout = datetime.timedelta(minutes=timeout_min)
     backend = process_group_backend(cuda)
+    if env.world_size == 1 and not torch.distributed.is_initialized():
+        # one process: an in-memory store, no rendezvous port that another local job could hold
+        torch.distributed.init_process_group(backend, store=torch.distributed.HashStore(), rank=0, world_size=1,
+                                             timeout=timeout)
     if not cuda:
         # skip a 30 s JIT build; gloo collectives are used instead
         sys.modules["deepspeed.comm.torch"].build_shm_op = lambda: None
@@ -113,7 +114,7 @@ def init_distributed(env: DistEnv, timeout_min: float = 30.0) -> torch.device:
     torch.cuda.set_device(device)
     torch.backends.cuda.matmul.allow_tf32 = True   # fp32 matmuls and convolutions on tensor cores
     torch.backends.cudnn.allow_tf32 = True
-    if env.local_rank != device.index:
+    if env.local_rank != device.index and not torch.distributed.is_initialized():
         # Ranks sharing a GPU: DeepSpeed would bind rank r to cuda:r, so the group is made here and adopted.
         import torch.distributed as dist
         dist.init_process_group(backend, timeout=timeout, device_id=device if env.world_size > 1 else None)

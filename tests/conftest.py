@@ -26,3 +26,36 @@ def local_slurm():
     if m.group(2) not in os.environ["PATH"].split(":"):
         os.environ["PATH"] = m.group(2) + ":" + os.environ["PATH"]
     return m.group(1)
+
+
+# Modules whose tests launch whole runs, longest first: under pytest-xdist they start first, so that no long
+# test is left for one worker at the end while the other idles.
+LONG_FIRST = ["bench/test_bench_quick.py", "cgmcr2/test_two_processes.py", "slurm/test_slurm_jobs.py",
+              "user_data/test_readme_example.py", "pici/test_pici_runs.py", "user_data/test_estimators.py",
+              "runtime/test_engine.py", "faults/test_recovery.py", "unic/test_unic_runs.py", "fec/test_fec_runs.py",
+              "pici/test_pici_slurm.py", "user_data/test_slurm_cli.py", "cgmcr2/test_recipes.py"]
+
+
+def pytest_collection_modifyitems(config, items):
+    """Long modules first; under pytest-xdist the jobs on the one local Slurm node run from one worker."""
+    rank = {m: i for i, m in enumerate(LONG_FIRST)}
+    items.sort(key=lambda it: rank.get(os.path.relpath(str(it.path), os.path.join(ROOT, "tests")), len(rank)))
+    for item in items:
+        if "local_slurm" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("slurm"))
+
+
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    """A test that changes torch's thread count (e.g. by starting a run in-process) does not change the next
+    one's: results compared bit for bit can depend on it."""
+    import torch
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+if os.environ.get("PYTEST_XDIST_WORKER"):      # workers share the cores: one thread each, in the runs they start too
+    import torch
+    torch.set_num_threads(1)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -11,6 +11,7 @@ import sys
 import torch
 
 from dist_cluster import checkpoint as ckpt
+from dist_cluster.distributed.spawn import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPE = os.path.join(ROOT, "tests", "runtime", "toy_recipe.py")
@@ -20,7 +21,7 @@ SHORT = ["method.epochs1=1", "method.epochs2=1"]
 
 def torchrun(nproc: int) -> list[str]:
     return [os.path.join(os.path.dirname(sys.executable), "torchrun"), "--nproc_per_node", str(nproc),
-            "--master_port", str(29500 + os.getpid() % 1000)]
+            "--master_port", str(free_port())]
 
 
 def toy_cmd(run_dir, *overrides, nproc: int = 1) -> list[str]:

@@ -19,7 +19,8 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="small inputs, exactness checks (under 3 minutes)")
     p.add_argument("--procs", type=int, nargs="+", default=[1, 2])
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--threads", type=int, default=min(os.cpu_count() or 1, 2), help="threads in all")
+    p.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS") or min(os.cpu_count() or 1, 2)),
+                   help="threads in all (default: OMP_NUM_THREADS, else up to 2)")
     p.add_argument("--out", default="runs/bench")
     p.add_argument("--remote", action="store_true", help="data: shards through a throttled pipe")
     p.add_argument("--rate", default="50m", help="data --remote: pipe bandwidth (bytes/s, k/m suffix)")

@@ -10,6 +10,8 @@ import sys
 
 import pytest
 
+from dist_cluster.distributed.spawn import free_port
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RECIPE = os.path.join(ROOT, "recipes", "cgmcr2_digits.py")
 ENV = dict(os.environ, DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1")
@@ -18,7 +20,7 @@ ENV = dict(os.environ, DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1")
 def run(nproc: int, run_dir, *overrides):
     launcher = [sys.executable] if nproc == 1 else [
         os.path.join(os.path.dirname(sys.executable), "torchrun"), "--nproc_per_node", str(nproc),
-        "--master_port", str(29600 + os.getpid() % 1000)]
+        "--master_port", str(free_port())]
     res = subprocess.run(launcher + [RECIPE, f"run_dir={run_dir}", "engine.progress=false", *overrides],
                          env=ENV, capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]

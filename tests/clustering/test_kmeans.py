@@ -121,3 +121,20 @@ def test_two_ranks_equal_one_process():
         assert torch.equal(torch.cat([l0, l1]), one.labels), name
         assert i0 == i1 and i0 == pytest.approx(one.inertia, rel=1e-12), name
         assert n0 == one.n_iter, name
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_pass_split_over_worker_threads_equals_one_worker(dtype):
+    """The chunks of one pass go to several Python threads: labels and counts are the same, the float64 sums
+    differ only by the order in which the workers' accumulators are added."""
+    from dist_cluster.clustering.lloyd_pass import LloydPass
+    x = torch.from_numpy(make_blobs(5000, centers=20, n_features=7, random_state=0)[0]).to(dtype)
+    c = x[:20].clone()
+    out = {}
+    for workers in (1, 3):
+        with LloydPass(x, 20, chunk=256, workers=workers) as fused:
+            sums, counts, changed = fused.run(c, True)
+            out[workers] = (sums, counts, changed, fused.labels.clone(), fused.sq_dist())
+    (s1, n1, ch1, l1, d1), (s3, n3, ch3, l3, d3) = out[1], out[3]
+    assert torch.equal(l1, l3) and torch.equal(n1, n3) and torch.equal(ch1, ch3) and torch.equal(d1, d3)
+    assert torch.allclose(s1, s3, rtol=1e-12, atol=0)

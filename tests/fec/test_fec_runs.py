@@ -9,6 +9,7 @@ import torch
 from fec_tiny_data import tiny_overrides, write_image_folder
 
 from dist_cluster import checkpoint as ckpt
+from dist_cluster.distributed.spawn import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ENV = dict(os.environ, DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1")
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.slow
 def launch(nproc: int, recipe: str, overrides: list[str]) -> subprocess.CompletedProcess:
     launcher = [sys.executable] if nproc == 1 else [
         os.path.join(os.path.dirname(sys.executable), "torchrun"), "--nproc_per_node", str(nproc),
-        "--master_port", str(29700 + os.getpid() % 200)]
+        "--master_port", str(free_port())]
     res = subprocess.run(launcher + [os.path.join(ROOT, "recipes", f"{recipe}.py"), *overrides], env=ENV,
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from dist_cluster import checkpoint as ckpt
+from dist_cluster.distributed.spawn import free_port
 from dist_cluster.launch import load_recipe
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -24,7 +25,7 @@ SMALL = ["data.train_samples=480", "data.batch_size=48", "method.pretrain_epochs
 def run(recipe, run_dir, *overrides, nproc=1):
     launcher = [sys.executable] if nproc == 1 else [
         os.path.join(os.path.dirname(sys.executable), "torchrun"), "--nproc_per_node", str(nproc),
-        "--master_port", str(29600 + os.getpid() % 1000)]
+        "--master_port", str(free_port())]
     res = subprocess.run(launcher + [os.path.join(ROOT, "recipes", f"{recipe}.py"), f"run_dir={run_dir}",
                                      *overrides], env=ENV, capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]

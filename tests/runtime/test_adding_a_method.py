@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from dist_cluster.distributed.spawn import free_port
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -33,7 +35,7 @@ def test_the_readme_method_trains_under_the_launchers(project, tmp_path, nproc):
     env = dict(os.environ, PYTHONPATH=str(project), OMP_NUM_THREADS="1", DS_ACCELERATOR="cpu")
     launcher = [sys.executable] if nproc == 1 else [sys.executable, "-m", "torch.distributed.run",
                                                     "--nproc_per_node", "2", "--master_port",
-                                                    str(29800 + os.getpid() % 100)]
+                                                    str(free_port())]
     res = subprocess.run(launcher + [str(project / "recipes" / "soft_kmeans.py"), f"run_dir={tmp_path}",
                                      f"data.batch_size={64 // nproc}", "engine.log_every=5"],
                          env=env, capture_output=True, text=True, timeout=600, cwd=project)

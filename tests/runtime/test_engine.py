@@ -9,6 +9,7 @@ import torch
 from toy_runs import ENV, RECIPE, SHORT, final_weights, run_toy, train_losses
 
 from dist_cluster import checkpoint as ckpt
+from dist_cluster.distributed.spawn import free_port
 
 
 @pytest.mark.parametrize("zero", [0, 2, 3])
@@ -41,7 +42,7 @@ def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(tmp_path):
 
 def test_deepspeed_launcher_runs_the_same_recipe_on_two_ranks(tmp_path):
     launcher = os.path.join(os.path.dirname(sys.executable), "deepspeed")
-    res = subprocess.run([launcher, "--num_gpus", "2", "--master_port", str(30500 + os.getpid() % 1000), RECIPE,
+    res = subprocess.run([launcher, "--num_gpus", "2", "--master_port", str(free_port()), RECIPE,
                           f"run_dir={tmp_path}", "method.epochs1=1", "method.epochs2=0", "data.batch_size=16"],
                          env=ENV, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]

@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from dist_cluster.distributed.spawn import free_port
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RECIPE = os.path.join(ROOT, "recipes", "unic_fmnist.py")
 ENV = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
@@ -15,7 +17,7 @@ ENV = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
 def _run(nproc, run_dir, data_root, *extra):
     launcher = [sys.executable] if nproc == 1 else [sys.executable, "-m", "torch.distributed.run",
                                                     "--nproc_per_node", str(nproc), "--master_port",
-                                                    str(29700 + os.getpid() % 500)]
+                                                    str(free_port())]
     cmd = launcher + [RECIPE, "data=digits_pixels", f"data.root={data_root}", f"run_dir={run_dir}",
                       "method.feature_norm=zscore", "method.tau2=400", "method.head_hidden=64", "method.epochs=2",
                       "engine.log_every=1", "engine.progress=false", f"data.batch_size={64 // nproc}", *extra]
