@@ -115,7 +115,8 @@ def kmeans(x: torch.Tensor, k: int, n_init: int = 1, max_iter: int = 300, tol: f
     gen = torch.Generator().manual_seed(seed)
     best = None
     with LloydPass(x, k, chunk, mu=mu) as fused:
-        tol_abs = tol * float((all_reduce_sum(fused.col_sq.clone()) / int(offsets[-1])).mean())
+        total_sq = all_reduce_sum(torch.tensor([fused.total_sq], dtype=torch.float64, device=x.device))
+        tol_abs = tol * float(total_sq) / (int(offsets[-1]) * x.shape[1])     # tol × mean per-feature variance
         for _ in range(1 if isinstance(init, torch.Tensor) else n_init):
             if isinstance(init, torch.Tensor):
                 c0 = init.to(x).clone()

@@ -1,11 +1,12 @@
 """One fused Lloyd pass over centred rows: nearest centre, its distance, per-cluster sums and counts in one sweep.
 
-The rows are centred into one contiguous copy once (in the working dtype, as scikit-learn's copy_x; rows that
-need neither centring nor conversion are used as they are), in the same sweep that computes their squared
-norms and the per-feature sums of squares (for the tolerance). Each pass then reads every chunk once: a GEMM
-`‖c‖² − 2·x·cᵀ` (‖x‖² left out of the argmin, as scikit-learn does), the row-wise min/argmin, the number of
-changed labels, a bincount, and the per-cluster sums of the chunk's rows (`index_add_` in the data's dtype,
-flushed into float64 after every chunk; float64 rows added directly when a chunk has fewer rows than centres).
+The rows are centred into one copy once (in the working dtype, as scikit-learn's copy_x; rows that need neither
+centring nor conversion are used as they are), in the same sweep that computes their squared norms (their sum
+gives the tolerance). Narrow rows get a column of ones, so that one GEMM with [−2c, ‖c‖²] gives the scores.
+Each pass then reads every chunk once: the GEMM `‖c‖² − 2·x·cᵀ` (‖x‖² left out of the argmin, as
+scikit-learn does), the row-wise min/argmin, the number of changed labels, a bincount, and the per-cluster sums
+of the chunk's rows (`index_add_` in the data's dtype, flushed into float64 after every chunk; float64 rows
+added directly when a chunk has fewer rows than centres).
 
 On CPU the chunks go to `workers` Python threads that each run torch single-threaded (torch releases the GIL
 inside its kernels), like scikit-learn's one OpenMP region per iteration. With no per-operation thread
@@ -20,6 +21,9 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 
 TILE_ELEMENTS = 1 << 21        # rows × k of one score tile (8 MiB in float32) on CPU
+# Below this width the rows get a column of ones and the centres one of ‖c‖², so that a single GEMM gives
+# ‖c‖² − 2·x·c (adding the bias to a score tile after the GEMM costs as much as a GEMM of 32 columns).
+AUGMENT_BELOW = 128
 
 
 def work_dtype(x: torch.Tensor) -> torch.dtype:
@@ -30,6 +34,14 @@ def default_chunk(n: int, k: int, device: torch.device) -> int:
     if device.type != "cpu":
         return max(1, min(n, (1 << 26) // max(k, 1)))
     return max(256, min(8192, TILE_ELEMENTS // max(k, 1)))
+
+
+def _min_per_row(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(min, first argmin) of each row. On CPU numpy's argmin is about twice as fast as torch's min(dim)."""
+    if s.device.type != "cpu":
+        return s.min(1)
+    i = torch.from_numpy(s.numpy().argmin(1))
+    return s.gather(1, i[:, None]).squeeze(1), i
 
 
 class LloydPass:
@@ -43,13 +55,17 @@ class LloydPass:
         self.bounds = [(a, min(a + self.chunk, n)) for a in range(0, n, self.chunk)]
         self.cpu = dev.type == "cpu"
         self.workers = max(1, min(workers or torch.get_num_threads(), len(self.bounds))) if self.cpu else 1
-        borrow = mu is None and x.is_contiguous() and x.dtype == work_dtype(x)    # nothing to change: no copy
-        self.x = x if borrow else torch.empty((n, d), dtype=work_dtype(x), device=dev)   # x − mu, contiguous
+        self.augment = d < AUGMENT_BELOW and dev.type == "cpu"
+        borrow = mu is None and x.is_contiguous() and x.dtype == work_dtype(x) and not self.augment
+        if self.augment:            # [x − mu, 1]; self.x is the view without the ones
+            self.xa = torch.ones((n, d + 1), dtype=work_dtype(x), device=dev)
+            self.x = self.xa[:, :d]
+        else:
+            self.x = x if borrow else torch.empty((n, d), dtype=work_dtype(x), device=dev)   # x − mu, contiguous
         self.x_sq = torch.empty(n, dtype=torch.float64, device=dev)
         self.labels = torch.full((n,), -1, dtype=torch.long, device=dev)
         self.min_part = torch.empty(n, dtype=self.x.dtype, device=dev)
         self._pool = ThreadPoolExecutor(self.workers) if self.workers > 1 else None
-        cols = [torch.zeros(d, dtype=torch.float64, device=dev) for _ in range(self.workers)]
         shift = mu.to(self.x) if mu is not None else None
 
         def first_sweep(a, b, w):
@@ -58,12 +74,11 @@ class LloydPass:
                 torch.sub(x[a:b], shift, out=xb)
             elif not borrow:
                 xb.copy_(x[a:b])
-            sq = xb * xb
-            self.x_sq[a:b] = sq.sum(1)
-            cols[w] += sq.sum(0, dtype=torch.float64)
+            torch.linalg.vector_norm(xb, dim=1, out=self.min_part[a:b])
+            self.x_sq[a:b] = self.min_part[a:b].square()
 
         self._map(first_sweep)
-        self.col_sq = sum(cols[1:], cols[0])       # Σ over rows of (x − mu)², per feature
+        self.total_sq = float(self.x_sq.sum())      # Σ ‖x − mu‖², n·d times the mean per-feature variance
 
     def __enter__(self) -> "LloydPass":
         return self
@@ -99,30 +114,33 @@ class LloydPass:
         and how many labels differ from the previous pass (all of them on the first).
         """
         c = c.to(self.x.dtype).contiguous()
-        c_sq, ct = (c * c).sum(1), c.T
+        c_sq = (c * c).sum(1)
+        ct = torch.cat([c * -2, c_sq[:, None]], 1).T if self.augment else c.T
         k, d = c.shape
         dev, w_all = self.x.device, range(self.workers)
         direct = self.x.dtype == torch.float64 or self.chunk < k
-        acc = [self.x.new_empty((k, d)) for _ in w_all] if with_sums else None
-        totals = [torch.zeros((k, d), dtype=torch.float64, device=dev) for _ in w_all] if with_sums else None
+        rows = self.xa if self.augment else self.x      # contiguous rows (index_add_ is slow on strided ones)
+        width = rows.shape[1]
+        acc = [self.x.new_empty((k, width)) for _ in w_all] if with_sums else None
+        totals = [torch.zeros((k, width), dtype=torch.float64, device=dev) for _ in w_all] if with_sums else None
         counts = [torch.zeros(k, dtype=torch.long, device=dev) for _ in w_all]
         changed = [torch.zeros((), dtype=torch.long, device=dev) for _ in w_all]
 
         def chunk(a, b, w):
             xb = self.x[a:b]
-            m, i = torch.addmm(c_sq, xb, ct, alpha=-2).min(1)
+            m, i = _min_per_row(self.xa[a:b] @ ct if self.augment else torch.addmm(c_sq, xb, ct, alpha=-2))
             changed[w] += (i != self.labels[a:b]).sum()
             counts[w] += torch.bincount(i, minlength=k)
             self.labels[a:b], self.min_part[a:b] = i, m
             if acc is None:
                 return
             if direct:                 # fewer rows than centres: adding float64 rows beats flushing k × d
-                totals[w].index_add_(0, i, xb.double())
+                totals[w].index_add_(0, i, rows[a:b].double())
             else:                      # a chunk's sums in the data's dtype, accumulated in float64
-                totals[w].add_(acc[w].zero_().index_add_(0, i, xb))
+                totals[w].add_(acc[w].zero_().index_add_(0, i, rows[a:b]))
 
         self._map(chunk)
-        sums = sum(totals[1:], totals[0]) if with_sums else None
+        sums = sum(totals[1:], totals[0])[:, :d] if with_sums else None
         return sums, sum(counts[1:], counts[0]).double(), sum(changed[1:], changed[0]).double().reshape(1)
 
     def sq_dist(self) -> torch.Tensor:
