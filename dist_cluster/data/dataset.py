@@ -11,7 +11,8 @@ import logging
 
 import numpy as np
 import torch
-from webdataset.autodecode import IMAGE_EXTENSIONS, Decoder, imagehandler
+from PIL import Image
+from webdataset.autodecode import IMAGE_EXTENSIONS
 
 from dist_cluster.data import skips
 from dist_cluster.data.manifest import Manifest
@@ -49,7 +50,8 @@ class RandomAccessDataset:
         self.transform, self.seed, self.epoch = transform, seed, 0
         self.n = min(limit, self.manifest.total) if limit > 0 else self.manifest.total
         self.reader = ShardReader([p for p in self.manifest.urls()])
-        self.decoder = Decoder([imagehandler("pill" if in_chans == 1 else "pil")])
+        self.mode = "L" if in_chans == 1 else "RGB"
+        self._npy: dict = {}
         self._warned: set[int] = set()
 
     def __len__(self) -> int:
@@ -63,18 +65,24 @@ class RandomAccessDataset:
         k, j = self.manifest.locate(index)
         sample = self.reader.read(k, j)
         try:
-            sample = self.decoder(sample)
+            out = self._decode(sample, index)
         except Exception as e:  # undecodable bytes of any kind
             raise CorruptSample(f"{self.manifest.url(k)}: sample {j} does not decode ({e!r})") from e
-        out = {"label": int(sample.get("cls", -1)), "index": index}
-        feature = sample.get("npy")
-        if feature is not None:
-            out["feature"] = torch.from_numpy(np.asarray(feature, dtype=np.float32))
-            return out
-        images = [v for key, v in sample.items() if key in IMAGE_EXTENSIONS]
-        if not images:
+        if out is None:
             raise CorruptSample(f"{self.manifest.url(k)}: sample {j} has no image or npy member")
-        out["image"] = images[0]
+        return out
+
+    def _decode(self, sample: dict, index: int) -> dict | None:
+        """The label, and the image (opened and converted by PIL, as torchvision's ImageFolder does: one
+        conversion) or the npy feature; other members are not decoded. None without either."""
+        out = {"label": int(sample.get("cls", b"-1")), "index": index}
+        if "npy" in sample:
+            out["feature"] = torch.from_numpy(np.array(_load_npy(sample["npy"], self._npy), dtype=np.float32))
+            return out
+        key = next((key for key in sample if key.lower() in IMAGE_EXTENSIONS), None)
+        if key is None:
+            return None
+        out["image"] = Image.open(io.BytesIO(sample[key])).convert(self.mode)
         return out
 
     def get(self, index: int, epoch: int = 0) -> dict:
