@@ -182,7 +182,8 @@ class _Search:
 
     def rescored(self, rows, k: int, low: torch.dtype, rescore: int, b_max: float):
         """Collective: low-precision candidates re-scored exactly; uncertified queries searched again in full."""
-        s, ids = self.lists(rows, k + rescore, low)
+        with rescore_.float32_accumulation(self.x.device):
+            s, ids = self.lists(rows, k + rescore, low)
         q = self.x[rows.start:rows.stop]
         pos = rescore_.positions(self.gid, ids, self.identity)
         exact = rescore_.exact_scores(q, pos, s, ((st, m, buf) for _, st, _, m, buf in self.blocks()), self.metric)

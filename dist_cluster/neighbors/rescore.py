@@ -9,6 +9,8 @@ bound is certified: its list is the exact list. Other queries are searched again
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 PAD_ID = torch.iinfo(torch.int64).max     # id of padding rows (as in knn)
@@ -24,6 +26,22 @@ def error_bound(low: torch.dtype, d: int, q_norm: torch.Tensor, b_max: float, la
     dot = (2 * u + u * u + g) * q_norm * b_max
     eps = 2 * dot + u * b_max ** 2 if metric == "l2" else dot
     return eps + u * (1 + u) * last.abs()                  # the output's own rounding
+
+
+@contextlib.contextmanager
+def float32_accumulation(device: torch.device):
+    """cuBLAS may add bf16/fp16 partial sums in that precision; the bound assumes float32 accumulation (as on
+    CPU), so reduced-precision reductions are turned off for the low-precision search."""
+    if device.type != "cuda":
+        yield
+        return
+    mm = torch.backends.cuda.matmul
+    old = mm.allow_bf16_reduced_precision_reduction, mm.allow_fp16_reduced_precision_reduction
+    mm.allow_bf16_reduced_precision_reduction = mm.allow_fp16_reduced_precision_reduction = False
+    try:
+        yield
+    finally:
+        mm.allow_bf16_reduced_precision_reduction, mm.allow_fp16_reduced_precision_reduction = old
 
 
 def positions(gid: torch.Tensor, ids: torch.Tensor, identity: bool) -> torch.Tensor:
