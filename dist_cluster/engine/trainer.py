@@ -58,6 +58,8 @@ class Trainer:
             self.engine.compile()
         self.ctx.engine = self.engine
         self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.cfg.engine.precision, torch.float32)
+        if self.ctx.env.world_size == 1 and self.cfg.engine.zero_stage == 0 and self.dtype == torch.float32:
+            self.engine.enable_backward_allreduce = False   # one rank: the all-reduce is an identity that copies
         self.guard = FiniteGuard(self.method.parameters(), self.engine.device)
 
     def _resume_point(self):
