@@ -61,9 +61,9 @@ class _EngineClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
 
     def _fit_torchrun(self, data, run_dir, overrides):
         from dist_cluster.cluster.run import SeedRun
-        from dist_cluster.launch import _free_port
+        from dist_cluster.distributed.spawn import free_port
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(self.processes),
-               "--master_port", str(_free_port()), "-m", "dist_cluster.cluster", data.manifest,
+               "--master_port", str(free_port()), "-m", "dist_cluster.cluster", data.manifest,
                "--method", self.method, "--k", str(self.n_clusters), "--n-init", str(self.n_init),
                "--seed", str(self.random_state), "--run-dir", run_dir, *overrides]
         env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))

@@ -72,13 +72,6 @@ def build_method(cfg: ExperimentConfig):
     return cls(cfg)
 
 
-def _free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def process_group_backend(cuda: bool) -> str:
     """The torch.distributed backend string for this machine.
 

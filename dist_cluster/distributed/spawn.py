@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
 import tempfile
 
@@ -13,6 +14,22 @@ from dist_cluster.distributed.collectives import barrier
 
 
 def free_port() -> int:
+    """A port free now, below the OS's ephemeral range. A port handed out by bind(0) and released can be given
+    to another process's outgoing connection before the rendezvous binds it; ports below the range never are."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            first = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        first = 32768
+    rng = random.SystemRandom()
+    for _ in range(64):
+        port = rng.randrange(max(1024, first - 12000), first)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -22,7 +39,9 @@ def _worker(rank, world, port, out_dir, threads, fn, args):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(threads)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    # a file rendezvous: no port to lose to another process between choosing and binding it
+    dist.init_process_group("gloo", init_method=f"file://{os.path.join(out_dir, 'rendezvous')}", rank=rank,
+                            world_size=world)
     try:
         result = fn(rank, world, *args)
         torch.save(result, os.path.join(out_dir, f"{rank}.pt"))
