@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
@@ -49,13 +50,11 @@ def pytest_collection_modifyitems(config, items):
 def _keep_torch_threads():
     """A test that changes torch's thread count (e.g. by starting a run in-process) does not change the next
     one's: results compared bit for bit can depend on it."""
-    import torch
     n = torch.get_num_threads()
     yield
     torch.set_num_threads(n)
 
 
 if os.environ.get("PYTEST_XDIST_WORKER"):      # workers share the cores: one thread each, in the runs they start too
-    import torch
     torch.set_num_threads(1)
     os.environ.setdefault("OMP_NUM_THREADS", "1")

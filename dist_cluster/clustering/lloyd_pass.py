@@ -127,8 +127,7 @@ class LloydPass:
         changed = [torch.zeros((), dtype=torch.long, device=dev) for _ in w_all]
 
         def chunk(a, b, w):
-            xb = self.x[a:b]
-            m, i = _min_per_row(self.xa[a:b] @ ct if self.augment else torch.addmm(c_sq, xb, ct, alpha=-2))
+            m, i = _min_per_row(self.xa[a:b] @ ct if self.augment else torch.addmm(c_sq, self.x[a:b], ct, alpha=-2))
             changed[w] += (i != self.labels[a:b]).sum()
             counts[w] += torch.bincount(i, minlength=k)
             self.labels[a:b], self.min_part[a:b] = i, m

@@ -226,8 +226,10 @@ def iter_knn(x: torch.Tensor, k: int, metric: str = "l2", index: torch.Tensor | 
     rounds = torch.tensor([-(-nq // rows_per_round)], device=x.device)
     all_reduce_max(rounds)
     search = _Search(x, sizes, gid, tile, metric, self_first, pending, index is None)
-    b_max = torch.linalg.vector_norm(x, dim=1).max().reshape(1) if len(x) else x.new_zeros(1)
-    b_max = float(all_reduce_max(b_max)) if gemm_dtype is not None else 0.0
+    b_max = 0.0
+    if gemm_dtype is not None:      # the largest row norm, for the error bound
+        b_max = float(all_reduce_max(torch.linalg.vector_norm(x, dim=1).amax().reshape(1) if len(x)
+                                     else x.new_zeros(1)))
 
     for r in range(int(rounds)):
         start, stop = min(r * rows_per_round, nq), min((r + 1) * rows_per_round, nq)

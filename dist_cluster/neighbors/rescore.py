@@ -13,7 +13,6 @@ import contextlib
 
 import torch
 
-PAD_ID = torch.iinfo(torch.int64).max     # id of padding rows (as in knn)
 UNIT_ROUNDOFF = {torch.bfloat16: 2.0 ** -8, torch.float16: 2.0 ** -11}
 
 
@@ -45,16 +44,12 @@ def float32_accumulation(device: torch.device):
 
 
 def positions(gid: torch.Tensor, ids: torch.Tensor, identity: bool) -> torch.Tensor:
-    """Position of every id in the rank-ordered concatenation of global ids `gid` (−1 for padding ids).
-
-    identity: gid is arange (the default ids), so an id is its position."""
-    pad = ids == PAD_ID
+    """Position of every id in the rank-ordered concatenation of global ids `gid` (identity: gid is arange, so
+    an id is its position). Padding ids get some position; `exact_scores` skips them by their −inf mark."""
     if identity:
-        pos = ids.clone()
-    else:
-        order = torch.argsort(gid)
-        pos = order[torch.searchsorted(gid[order], ids.masked_fill(pad, 0)).clamp_max(len(gid) - 1)]
-    return pos.masked_fill_(pad, -1)
+        return ids
+    order = torch.argsort(gid)
+    return order[torch.searchsorted(gid[order], ids).clamp_max(len(gid) - 1)]
 
 
 def exact_scores(q: torch.Tensor, pos: torch.Tensor, marks: torch.Tensor, blocks, metric: str) -> torch.Tensor:
