@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import logging
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -15,6 +16,7 @@ from PIL import Image
 from webdataset.autodecode import IMAGE_EXTENSIONS
 
 from dist_cluster.data import skips
+from dist_cluster.data.batching import transform_batch
 from dist_cluster.data.manifest import Manifest
 from dist_cluster.data.sampling import mix_seed, seeded_rng
 from dist_cluster.data.tarindex import CorruptSample, ShardIndex, ShardReader
@@ -73,19 +75,13 @@ class RandomAccessDataset:
         return out
 
     def _decode(self, sample: dict, index: int) -> dict | None:
-        """The label, and the image (opened and converted by PIL, as torchvision's ImageFolder does: one
-        conversion) or the npy feature; other members are not decoded. None without either."""
-        out = {"label": int(sample.get("cls", b"-1")), "index": index}
-        if "npy" in sample:
-            out["feature"] = torch.from_numpy(np.array(_load_npy(sample["npy"], self._npy), dtype=np.float32))
-            return out
-        key = next((key for key in sample if key.lower() in IMAGE_EXTENSIONS), None)
-        if key is None:
-            return None
-        out["image"] = Image.open(io.BytesIO(sample[key])).convert(self.mode)
+        out = decode_sample(sample, self.mode, self._npy)
+        if out is not None:
+            out["index"] = index
         return out
 
-    def get(self, index: int, epoch: int = 0) -> dict:
+    def readable(self, index: int) -> dict:
+        """Decoded sample `index`, or the next readable one (flagged `_skipped`) when it is corrupt."""
         for attempt in range(min(MAX_SUBSTITUTES, self.n)):
             j = (index + attempt) % self.n
             try:
@@ -99,6 +95,10 @@ class RandomAccessDataset:
             raise RuntimeError(f"no readable sample within {MAX_SUBSTITUTES} of index {index} in "
                                f"{self.manifest.path}")
         out["_skipped"] = int(attempt > 0)
+        return out
+
+    def get(self, index: int, epoch: int = 0) -> dict:
+        out = self.readable(index)
         if "image" in out:
             img = out.pop("image")
             with seeded_rng(mix_seed(self.seed, epoch, index)):
@@ -106,10 +106,43 @@ class RandomAccessDataset:
             out["views" if isinstance(x, (list, tuple)) else "image"] = list(x) if isinstance(x, tuple) else x
         return out
 
+    def get_batch(self, keys: Sequence[tuple[int, int]]) -> dict:
+        """Samples (epoch, index) collated, the images transformed into the batch (dist_cluster.data.batching);
+        equal to collating `get(index, epoch)` of each."""
+        samples = [self.readable(index) for _, index in keys]
+        images = [s.pop("image") for s in samples if "image" in s]
+        if not images:
+            return collate(samples)
+        if len(images) != len(samples):
+            raise ValueError(f"{self.manifest.path}: a batch mixes image and feature samples")
+        x = transform_batch(images, [mix_seed(self.seed, e, i) for e, i in keys], self.transform,
+                            fallback=pil_to_float)
+        batch = collate(samples)
+        batch["views" if isinstance(x, list) else "image"] = x
+        return batch
+
+
+def decode_sample(sample: dict, mode: str, npy_cache: dict) -> dict | None:
+    """{"label", "image" | "feature"} of a raw sample: the image opened and converted by PIL (to `mode`, as
+    torchvision's ImageFolder does: one conversion) or the npy feature; other members are not decoded. None
+    without either."""
+    out = {"label": int(sample.get("cls", b"-1"))}
+    if "npy" in sample:
+        out["feature"] = torch.from_numpy(np.array(_load_npy(sample["npy"], npy_cache), dtype=np.float32))
+        return out
+    key = next((key for key in sample if key.lower() in IMAGE_EXTENSIONS), None)
+    if key is None:
+        return None
+    out["image"] = Image.open(io.BytesIO(sample[key])).convert(mode)
+    return out
+
 
 def collate(samples: list[dict]) -> dict:
-    """Stack a list of samples; `_skipped` becomes the batch's 0-dim count."""
+    """Stack a list of samples; `_skipped` becomes the batch's 0-dim count. A batch made whole already (a dict,
+    from `RandomAccessDataset.get_batch`) passes through."""
     from torch.utils.data import default_collate
+    if isinstance(samples, dict):
+        return samples
     skipped = sum(s.pop("_skipped", 0) for s in samples)
     batch = default_collate(samples)
     batch["_skipped"] = torch.tensor(skipped, dtype=torch.long)

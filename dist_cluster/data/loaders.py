@@ -35,6 +35,9 @@ class _EpochView(torch.utils.data.Dataset):
         epoch, index = key
         return self.ds.get(index, epoch)
 
+    def __getitems__(self, keys: list[tuple[int, int]]) -> dict:
+        return self.ds.get_batch(keys)
+
 
 class _PlanSampler(torch.utils.data.Sampler):
     """Batch sampler over an EpochPlan from (epoch, start_batch); set before each pass."""

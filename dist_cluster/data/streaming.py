@@ -24,12 +24,12 @@ from typing import Iterator
 
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
-from webdataset.autodecode import IMAGE_EXTENSIONS, Decoder, imagehandler
 from webdataset.gopen import gopen
 from webdataset.tariterators import group_by_keys, tar_file_iterator
 
 from dist_cluster.data import skips
-from dist_cluster.data.dataset import collate, pil_to_float
+from dist_cluster.data.batching import transform_batch
+from dist_cluster.data.dataset import collate, decode_sample, pil_to_float
 from dist_cluster.data.manifest import Manifest
 from dist_cluster.data.sampling import mix_seed, seeded_rng
 
@@ -59,7 +59,7 @@ class _RankStream(IterableDataset):
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.transform, self.in_chans = transform, in_chans
         self.shuffle_buffer = max(1, min(shuffle_buffer, manifest.total // world_size))
-        self.decoder = Decoder([imagehandler("pill" if in_chans == 1 else "pil")])
+        self.mode, self._npy = ("L" if in_chans == 1 else "RGB"), {}
         self.epoch, self.start_batch = epoch, start_batch
         self.estimated = bool(manifest.source.get("estimated"))
 
@@ -101,16 +101,13 @@ class _RankStream(IterableDataset):
             pending = 0
 
     def decode(self, raw: dict, fallback_index: int) -> dict:
-        dec = self.decoder(raw)
-        index = int(dec["index"]) if "index" in dec else -1
-        out = {"label": int(dec.get("cls", -1)), "index": index}
-        if "npy" in dec:
-            out["feature"] = torch.as_tensor(dec["npy"], dtype=torch.float32)
-            return out
-        img = next(v for k, v in dec.items() if k in IMAGE_EXTENSIONS)
-        with seeded_rng(mix_seed(self.seed, self.epoch, index if index >= 0 else fallback_index)):
-            x = self.transform(img) if self.transform is not None else pil_to_float(img)
-        out["views" if isinstance(x, (list, tuple)) else "image"] = list(x) if isinstance(x, tuple) else x
+        """label, index, _seed and the untransformed image (or the feature) of a raw sample."""
+        out = decode_sample(raw, self.mode, self._npy)
+        if out is None:
+            raise ValueError("no image or npy member")
+        index = int(raw["index"]) if "index" in raw else -1
+        out["index"] = index
+        out["_seed"] = mix_seed(self.seed, self.epoch, index if index >= 0 else fallback_index)
         return out
 
     def make_batch(self, raws: list[tuple[dict, int]], b: int) -> dict:
@@ -128,9 +125,15 @@ class _RankStream(IterableDataset):
         for p in bad:  # the next decodable sample of the batch, cyclically
             samples[p] = next(samples[(p + q) % len(samples)] for q in range(1, len(samples))
                               if samples[(p + q) % len(samples)] is not None and (p + q) % len(samples) not in bad)
-        for s in samples:
-            s["_skipped"] = 0
-        batch = collate([dict(s) for s in samples])
+        samples = [{**s, "_skipped": 0} for s in samples]
+        seeds = [s.pop("_seed") for s in samples]
+        images = [s.pop("image") for s in samples if "image" in s]
+        batch = collate(samples)
+        if images and len(images) != len(samples):
+            raise ValueError(f"rank {self.rank}: batch {b} mixes image and feature samples")
+        if images:
+            x = transform_batch(images, seeds, self.transform, fallback=pil_to_float)
+            batch["views" if isinstance(x, list) else "image"] = x
         batch["_skipped"] += len(bad) + sum(d for _, d in raws)
         return batch
 
