@@ -3,11 +3,13 @@
 `torch.topk` picks arbitrarily among equal scores, so on its own the neighbours of a point with duplicates
 would depend on how the data are sharded. These helpers make the result a function of (score, index) only.
 `RunningTopK` keeps, per query, the best k seen so far: every database block contributes its own top-k
-(one `topk` over the block's scores, no sort of the tile), merged with the running lists (2k columns).
+(selected through the maxima of column groups, no sort of the tile), merged with the running lists.
 """
 from __future__ import annotations
 
 import torch
+
+GROUP = 16      # columns per group in the selection over group maxima
 
 
 def lexsort_rows(scores: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -25,8 +27,16 @@ def _select(scores: torch.Tensor, idx: torch.Tensor, k: int, ties: bool = True) 
         idx = idx.unsqueeze(0).expand_as(scores)
     if k >= scores.shape[1]:       # copies: callers reuse their score and id buffers
         return scores.clone(), idx.clone()
+    m = scores.shape[1]
+    if m % GROUP == 0 and m >= 4 * k * GROUP:
+        return _select_grouped(scores, idx, k, ties)
     if not ties:
-        return _select_any(scores, idx, k)
+        v, p = scores.topk(k, dim=1, sorted=False)
+        return v, idx.gather(1, p)
+    return _select_lex(scores, idx, k)
+
+
+def _select_lex(scores: torch.Tensor, idx: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     v, p = scores.topk(k + 1, dim=1, sorted=True)
     tie = v[:, k - 1] == v[:, k]        # the (k+1)-th equals the k-th: which ones make the cut needs the ids
     v, i = v[:, :k], idx.gather(1, p[:, :k])
@@ -37,24 +47,32 @@ def _select(scores: torch.Tensor, idx: torch.Tensor, k: int, ties: bool = True) 
     return v, i
 
 
-GROUP = 16
 
+def _select_grouped(scores: torch.Tensor, idx: torch.Tensor, k: int, ties: bool) -> tuple[torch.Tensor,
+                                                                                          torch.Tensor]:
+    """`_select` through column groups: column j's group is {j + t·m/GROUP}, and the maxima of the groups
+    are an element-wise max of GROUP contiguous slices (vectorised), so the selections see m/GROUP and
+    k·GROUP columns instead of m.
 
-def _select_any(scores: torch.Tensor, idx: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Some k best pairs of each row, ties at the cut broken any way.
-
-    Column j's group is {j + t·m/GROUP}: the k best lie in the k groups with the largest maxima, and the
-    maxima are an element-wise max of GROUP contiguous slices (vectorised), so the `topk`s see m/GROUP and
-    k·GROUP columns instead of m."""
+    The k groups with the largest maxima hold k distinct scores ≥ t, their smallest maximum, so every pair
+    of the top k (and every pair tied with the k-th) scores ≥ t; when the next group's maximum is below t,
+    no other group holds one, and the selection among the k groups' columns is exact. Rows where it equals
+    t are selected over all columns."""
     n, m = scores.shape
-    if m % GROUP or m < 4 * k * GROUP:
-        v, p = scores.topk(k, dim=1, sorted=False)
-        return v, idx.gather(1, p)
     w = m // GROUP
-    g = scores.view(n, GROUP, w).amax(1).topk(k, dim=1, sorted=False).indices
-    cols = (g.unsqueeze(2) + torch.arange(0, m, w, device=g.device)).reshape(n, -1)
-    v, p = scores.gather(1, cols).topk(k, dim=1, sorted=False)
-    return v, idx.gather(1, cols.gather(1, p))
+    gmax = scores.view(n, GROUP, w).amax(1)
+    gv, g = gmax.topk(k + ties, dim=1, sorted=ties)
+    cols = (g[:, :k].unsqueeze(2) + torch.arange(0, m, w, device=g.device)).reshape(n, -1)
+    s, i = scores.gather(1, cols), idx.gather(1, cols)
+    if not ties:
+        v, p = s.topk(k, dim=1, sorted=False)
+        return v, i.gather(1, p)
+    v, i = _select_lex(s, i, k)
+    tie = gv[:, k - 1] == gv[:, k]
+    if bool(tie.any()):
+        rows = tie.nonzero().squeeze(1)
+        v[rows], i[rows] = _select_lex(scores[rows], idx[rows], k)
+    return v, i
 
 
 def topk_lex(scores: torch.Tensor, idx: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:

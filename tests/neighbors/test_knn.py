@@ -209,3 +209,31 @@ def test_candidate_selection_over_column_groups_keeps_the_best_scores():
     v, i = run.result()
     ref = s.topk(42, dim=1)
     assert torch.equal(v, ref.values) and torch.equal(i, ids[ref.indices])
+
+
+@pytest.mark.parametrize("kind", ["random", "ties", "marks"])
+def test_exact_selection_over_column_groups_equals_a_full_sort(kind):
+    from dist_cluster.neighbors.topk import GROUP, RunningTopK, lexsort_rows
+    g = torch.Generator().manual_seed(3)
+    m = GROUP * 80
+    if kind == "ties":          # few distinct values: groups tie at the cut, and so do columns inside them
+        s = torch.randint(0, 6, (200, m), generator=g).float()
+    else:
+        s = torch.randn(200, m, generator=g)
+    if kind == "marks":         # padding scores -inf at the end, a self match +inf
+        s[:, -300:] = float("-inf")
+        s[torch.arange(200), torch.arange(200) * 3] = float("inf")
+    ids = torch.randperm(m, generator=g)
+    for k in (1, 10, 20):
+        run = RunningTopK(k)
+        run.add(s, ids)
+        v, i = run.result()
+        rv, ri = lexsort_rows(s, ids.expand_as(s))
+        assert torch.equal(v, rv[:, :k]) and torch.equal(i, ri[:, :k])
+
+
+def test_large_tiles_with_exact_duplicates_equal_brute_force():
+    x = duplicates(1500, "l2")           # one tile of 1500 + guard columns: the grouped selection
+    idx, dist = brute_force(x, 10, "l2")
+    nb = knn(x, 10, metric="l2")
+    assert torch.equal(nb.index, idx) and torch.allclose(nb.dist, dist)
