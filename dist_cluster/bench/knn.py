@@ -1,7 +1,8 @@
 """Exact kNN against faiss-cpu IndexFlatIP on unit vectors (cosine), 1 and 2 processes.
 
-Two rows at 1 process: the float32 search, and bfloat16 candidates re-scored in float32 (fast where the CPU
-multiplies bfloat16 in hardware, e.g. AMX; its lists are certified exact or searched again).
+Two rows at 1 process: `knn`'s default (bfloat16 candidates re-scored in float32 where the CPU multiplies
+bfloat16 in hardware, e.g. AMX, and the rows are 384+ wide; its lists are certified exact or searched again),
+and the float32-only search (`gemm_dtype=None`).
 The database is the whole set; with W processes each searches the first q/W rows of its shard. A list is
 "exact" when its ids equal faiss's, or differ only in members whose float64 score is within 1e-5 of the
 k-th (ties). The quick inputs are compared with float64 brute force instead.
@@ -48,6 +49,7 @@ def run(opts: Options) -> list[Row]:
 
     from dist_cluster.distributed.spawn import run_world
     from dist_cluster.neighbors import knn
+    from dist_cluster.neighbors.rescore import auto_dtype
     torch.set_num_threads(opts.threads)
     faiss.omp_set_num_threads(opts.threads)
     n, d, q, k = (3000, 64, 600, 10) if opts.quick else (100_000, 768, 10_000, 10)
@@ -60,35 +62,38 @@ def run(opts: Options) -> list[Row]:
         return index.search(x[:q], k)[1]
 
     def ours():
-        return knn(torch.from_numpy(x), k, metric="cosine", n_queries=q).index.numpy()
-
-    def ours_bf16():
-        nb = knn(torch.from_numpy(x), k, metric="cosine", n_queries=q, gemm_dtype=torch.bfloat16)
+        nb = knn(torch.from_numpy(x), k, metric="cosine", n_queries=q)
         return nb.index.numpy(), nb.searched_again
 
-    med, last = paired({"ours": ours, "bf16": ours_bf16, "faiss": fa}, opts.repeats)
+    def ours_fp32():
+        return knn(torch.from_numpy(x), k, metric="cosine", n_queries=q, gemm_dtype=None).index.numpy()
+
+    med, last = paired({"ours": ours, "fp32": ours_fp32, "faiss": fa}, opts.repeats)
     if opts.quick:         # float64 brute force: argsort by (−score, id), self first
         x64 = x.astype(np.float64)
         s = x64[:q] @ x64.T
         s[np.arange(q), np.arange(q)] = np.inf
         ref = np.lexsort((np.broadcast_to(np.arange(n), s.shape), -s), axis=1)[:, :k]
-        good, good_bf16 = (int((got == ref).all(1).sum()) for got in (last["ours"], last["bf16"][0]))
+        good, good_fp32 = (int((got == ref).all(1).sum()) for got in (last["ours"][0], last["fp32"]))
     else:
-        good, good_bf16 = (same_up_to_ties(x, np.arange(q), got, last["faiss"])
-                           for got in (last["ours"], last["bf16"][0]))
-    again = last["bf16"][1]
-    rows = [Row("knn", what, f"1×{opts.threads}", med["ours"], "faiss IndexFlatIP", med["faiss"],
-                "" if opts.quick else "≤1.0", good == q, f"{good}/{q} lists exact"),
-            Row("knn", what + ", bf16 candidates re-scored in fp32", f"1×{opts.threads}", med["bf16"],
-                "faiss IndexFlatIP", med["faiss"], "" if opts.quick else "≤1.0", good_bf16 == q,
-                f"{good_bf16}/{q} lists exact; {q - again} certified, {again} searched again")]
+        good, good_fp32 = (same_up_to_ties(x, np.arange(q), got, last["faiss"])
+                           for got in (last["ours"][0], last["fp32"]))
+    again = last["ours"][1]
+    low = auto_dtype(torch.from_numpy(x[:1])) is not None
+    how = "bf16 candidates re-scored in fp32" if low else "float32"
+    note = f"; {q - again} certified, {again} searched again" if low else ""
+    rows = [Row("knn", f"{what}, default ({how})", f"1×{opts.threads}", med["ours"], "faiss IndexFlatIP",
+                med["faiss"], "" if opts.quick else "≤1.0", good == q, f"{good}/{q} lists exact{note}"),
+            Row("knn", what + ", float32 only (gemm_dtype=None)", f"1×{opts.threads}", med["fp32"],
+                "faiss IndexFlatIP", med["faiss"], "" if opts.quick else "≤1.0", good_fp32 == q,
+                f"{good_fp32}/{q} lists exact")]
     for world in [w for w in opts.procs if w > 1]:
         per = max(1, opts.threads // world)
         per_rank = run_world(_on_rank, world, x, q, k, opts.repeats, threads=per)
         t = float(np.median(np.max([r[0] for r in per_rank], axis=0)))
         ids = query_ids(n, world, q)
         got = np.concatenate([r[1] for r in per_rank])
-        one = dict(zip(range(q), last["ours"]))
+        one = dict(zip(range(q), last["ours"][0]))
         shared = [j for j, i in enumerate(ids) if i in one]
         same = all(np.array_equal(got[j], one[ids[j]]) for j in shared)
         peers = [(f"ours 1×{opts.threads}", med["ours"])]

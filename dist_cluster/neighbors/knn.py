@@ -19,7 +19,8 @@ a merge of 2k columns; the lists are sorted once at the end).
 precision and keeps each query's best `k + rescore` candidates, which are then scored again in the data's
 precision; a query whose k-th exact score beats every other row's bound is certified exact, the others are
 searched again in full precision (`dist_cluster.neighbors.rescore`), so the lists are those of the full
-search either way.
+search either way. The default, "auto", does so in bfloat16 for float32 rows of 384+ columns where every
+rank's device multiplies bfloat16 in hardware (`rescore.auto_dtype`); None searches in full precision only.
 
 Every database block has the same shape (short ones are zero-padded) and query tiles are padded to a
 multiple of 64 rows (BLAS rounds products of fewer rows differently), so a pair's score does not depend on
@@ -202,7 +203,7 @@ class _Search:
 
 def iter_knn(x: torch.Tensor, k: int, metric: str = "l2", index: torch.Tensor | None = None, chunk: int = 4096,
              max_state_bytes: int = 1 << 29, self_first: bool = True, n_queries: int | None = None,
-             inplace: bool = False, gemm_dtype: torch.dtype | None = None,
+             inplace: bool = False, gemm_dtype: torch.dtype | str | None = "auto",
              rescore: int = 32) -> Iterator[tuple[int, int, Neighbors]]:
     """Yield (start, stop, neighbours of local rows start:stop), one round at a time.
 
@@ -210,9 +211,12 @@ def iter_knn(x: torch.Tensor, k: int, metric: str = "l2", index: torch.Tensor | 
     ids (default: rank-ordered contiguous ranges); n_queries: query only the first n local rows (all by default);
     inplace: normalise x itself for cosine; gemm_dtype/rescore: low-precision candidates (see module doc).
     """
-    if gemm_dtype is not None and gemm_dtype not in rescore_.UNIT_ROUNDOFF:
-        raise ValueError(f"gemm_dtype must be None, torch.bfloat16 or torch.float16, got {gemm_dtype}")
+    if gemm_dtype is not None and gemm_dtype != "auto" and gemm_dtype not in rescore_.UNIT_ROUNDOFF:
+        raise ValueError(f"gemm_dtype must be 'auto', None, torch.bfloat16 or torch.float16, got {gemm_dtype}")
     x = prepare(x, metric, inplace)
+    if gemm_dtype == "auto":           # one choice for all ranks: the two searches run different collectives
+        unable = torch.tensor([rescore_.auto_dtype(x) is None], dtype=torch.int32, device=x.device)
+        gemm_dtype = None if int(all_reduce_max(unable)) else torch.bfloat16
     sizes, gid = _shard_layout(x.shape[0], index, x.device)
     n_total = sum(sizes)
     if not 0 < k <= n_total:
@@ -252,7 +256,7 @@ def iter_knn(x: torch.Tensor, k: int, metric: str = "l2", index: torch.Tensor | 
 
 def knn(x: torch.Tensor, k: int, metric: str = "l2", index: torch.Tensor | None = None, chunk: int = 4096,
         max_state_bytes: int = 1 << 29, self_first: bool = True, n_queries: int | None = None,
-        inplace: bool = False, gemm_dtype: torch.dtype | None = None, rescore: int = 32) -> Neighbors:
+        inplace: bool = False, gemm_dtype: torch.dtype | str | None = "auto", rescore: int = 32) -> Neighbors:
     """The k nearest neighbours (global ids and distances) of every local row, aligned with x's rows."""
     parts = [nb for _, _, nb in iter_knn(x, k, metric, index, chunk, max_state_bytes, self_first, n_queries,
                                          inplace, gemm_dtype, rescore)]

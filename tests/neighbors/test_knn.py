@@ -237,3 +237,18 @@ def test_large_tiles_with_exact_duplicates_equal_brute_force():
     idx, dist = brute_force(x, 10, "l2")
     nb = knn(x, 10, metric="l2")
     assert torch.equal(nb.index, idx) and torch.allclose(nb.dist, dist)
+
+
+def test_auto_precision_takes_bfloat16_only_for_wide_float32_rows_on_fast_hardware():
+    from dist_cluster.neighbors.rescore import AUTO_MIN_DIM, auto_dtype, fast_low_precision
+    fast = fast_low_precision(torch.device("cpu"))
+    assert auto_dtype(torch.zeros(2, AUTO_MIN_DIM)) == (torch.bfloat16 if fast else None)
+    assert auto_dtype(torch.zeros(2, AUTO_MIN_DIM - 1)) is None
+    assert auto_dtype(torch.zeros(2, AUTO_MIN_DIM, dtype=torch.float64)) is None
+    x = torch.randn(700, AUTO_MIN_DIM, generator=torch.Generator().manual_seed(4))
+    for metric in ("cosine", "l2"):
+        default, full = knn(x, 8, metric=metric), knn(x, 8, metric=metric, gemm_dtype=None)
+        assert torch.equal(default.index, full.index)
+        assert torch.allclose(default.dist, full.dist, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="gemm_dtype"):
+        knn(x, 8, gemm_dtype=torch.int8)
