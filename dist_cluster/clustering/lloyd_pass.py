@@ -126,8 +126,14 @@ class LloydPass:
         counts = [torch.zeros(k, dtype=torch.long, device=dev) for _ in w_all]
         changed = [torch.zeros((), dtype=torch.long, device=dev) for _ in w_all]
 
+        # reused score tiles: a fresh one per chunk is a large allocation whose pages are faulted in every time
+        tiles = [self.x.new_empty((self.chunk, k)) for _ in w_all]
+
         def chunk(a, b, w):
-            m, i = _min_per_row(self.xa[a:b] @ ct if self.augment else torch.addmm(c_sq, self.x[a:b], ct, alpha=-2))
+            out = tiles[w][:b - a]
+            s = (torch.mm(self.xa[a:b], ct, out=out) if self.augment
+                 else torch.addmm(c_sq, self.x[a:b], ct, alpha=-2, out=out))
+            m, i = _min_per_row(s)
             changed[w] += (i != self.labels[a:b]).sum()
             counts[w] += torch.bincount(i, minlength=k)
             self.labels[a:b], self.min_part[a:b] = i, m
