@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import torch
 
 TILE_ELEMENTS = 1 << 21        # rows × k of one score tile (8 MiB in float32) on CPU
@@ -36,12 +37,14 @@ def default_chunk(n: int, k: int, device: torch.device) -> int:
     return max(256, min(8192, TILE_ELEMENTS // max(k, 1)))
 
 
-def _min_per_row(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(min, first argmin) of each row. On CPU numpy's argmin is about twice as fast as torch's min(dim)."""
+def _assign(s: torch.Tensor, labels: torch.Tensor, mins: torch.Tensor) -> None:
+    """labels ← the first argmin of each row of s, mins ← its minimum, in place. On CPU numpy's argmin is
+    about twice as fast as torch's min(dim)."""
     if s.device.type != "cpu":
-        return s.min(1)
-    i = torch.from_numpy(s.numpy().argmin(1))
-    return s.gather(1, i[:, None]).squeeze(1), i
+        torch.min(s, 1, out=(mins, labels))
+        return
+    s.numpy().argmin(1, out=labels.numpy())
+    torch.gather(s, 1, labels[:, None], out=mins[:, None])
 
 
 class LloydPass:
@@ -123,20 +126,21 @@ class LloydPass:
         width = rows.shape[1]
         acc = [self.x.new_empty((k, width)) for _ in w_all] if with_sums else None
         totals = [torch.zeros((k, width), dtype=torch.float64, device=dev) for _ in w_all] if with_sums else None
+        # with a ones column, its sums are the counts
+        count_sums = with_sums and self.augment and not direct
         counts = [torch.zeros(k, dtype=torch.long, device=dev) for _ in w_all]
-        changed = [torch.zeros((), dtype=torch.long, device=dev) for _ in w_all]
-
+        # numpy on CPU: a threaded torch op here would leave OpenMP threads spinning beside the workers
+        before = self.labels.numpy().copy() if self.cpu else self.labels.clone()
         # reused score tiles: a fresh one per chunk is a large allocation whose pages are faulted in every time
         tiles = [self.x.new_empty((self.chunk, k)) for _ in w_all]
 
         def chunk(a, b, w):
-            out = tiles[w][:b - a]
+            out, i = tiles[w][:b - a], self.labels[a:b]
             s = (torch.mm(self.xa[a:b], ct, out=out) if self.augment
                  else torch.addmm(c_sq, self.x[a:b], ct, alpha=-2, out=out))
-            m, i = _min_per_row(s)
-            changed[w] += (i != self.labels[a:b]).sum()
-            counts[w] += torch.bincount(i, minlength=k)
-            self.labels[a:b], self.min_part[a:b] = i, m
+            _assign(s, i, self.min_part[a:b])
+            if not count_sums:
+                counts[w] += torch.bincount(i, minlength=k)
             if acc is None:
                 return
             if direct:                 # fewer rows than centres: adding float64 rows beats flushing k × d
@@ -145,8 +149,15 @@ class LloydPass:
                 totals[w].add_(acc[w].zero_().index_add_(0, i, rows[a:b]))
 
         self._map(chunk)
-        sums = sum(totals[1:], totals[0])[:, :d] if with_sums else None
-        return sums, sum(counts[1:], counts[0]).double(), sum(changed[1:], changed[0]).double().reshape(1)
+        if self.cpu:
+            changed = torch.tensor([float(np.count_nonzero(self.labels.numpy() != before))], dtype=torch.float64)
+        else:
+            changed = (self.labels != before).sum().double().reshape(1)
+        if with_sums:
+            total = sum(totals[1:], totals[0])
+            sums, n_in = total[:, :d], (total[:, d] if count_sums else sum(counts[1:], counts[0]).double())
+            return sums, n_in, changed
+        return None, sum(counts[1:], counts[0]).double(), changed
 
     def sq_dist(self) -> torch.Tensor:
         """Squared distance (float64) of every row to the centre of its last assignment."""
