@@ -1,6 +1,7 @@
 """Run a function on W gloo ranks (real torch.distributed processes on this machine) and collect the results."""
 from __future__ import annotations
 
+import gc
 import os
 import random
 import socket
@@ -45,6 +46,10 @@ def _worker(rank, world, port, out_dir, threads, fn, args):
     try:
         result = fn(rank, world, *args)
         torch.save(result, os.path.join(out_dir, f"{rank}.pt"))
+        del result
+        # gloo work still referenced (e.g. from a cycle in an autograd graph) keeps the group alive into
+        # interpreter exit, where its threads abort the process (as in dist_cluster.launch.shutdown)
+        gc.collect()
         barrier()
     finally:
         dist.destroy_process_group()
