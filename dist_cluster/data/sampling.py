@@ -19,7 +19,6 @@ from typing import Iterator
 import numpy as np
 import torch
 
-
 _M64 = (1 << 64) - 1
 
 

@@ -31,7 +31,7 @@ from dist_cluster.data import skips
 from dist_cluster.data.batching import transform_batch
 from dist_cluster.data.dataset import collate, decode_sample, pil_to_float
 from dist_cluster.data.manifest import Manifest
-from dist_cluster.data.sampling import mix_seed, seeded_rng
+from dist_cluster.data.sampling import mix_seed
 
 log = logging.getLogger("dist_cluster.data")
 

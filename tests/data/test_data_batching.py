@@ -2,11 +2,11 @@
 import numpy as np
 import pytest
 import torch
+from data_fixtures import cfg, write_synthetic
 from PIL import Image
 from torch.utils.data import DataLoader, default_collate
 from torchvision import transforms as T
 
-from data_fixtures import cfg, write_synthetic
 from dist_cluster.data import build_train_loader
 from dist_cluster.data.batching import SplitView, batch_tensor, split_views, transform_batch
 from dist_cluster.data.dataset import RandomAccessDataset, pil_to_float

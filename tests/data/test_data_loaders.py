@@ -4,7 +4,7 @@ import torch
 from data_fixtures import N, cfg, epoch_indices, write_synthetic
 from dist_utils import run_world
 
-from dist_cluster.data import (TensorLoader, build_eval_loader, build_train_loader, prepare, resume_batch)
+from dist_cluster.data import TensorLoader, build_eval_loader, build_train_loader, prepare, resume_batch
 from dist_cluster.data.config import DataConfig
 
 torch.set_num_threads(1)

@@ -5,11 +5,10 @@ import sys
 import numpy as np
 import pytest
 import torch
-from data_fixtures import N, SPP, cfg, index_of_pixels, synthetic_images, write_synthetic
+from data_fixtures import SPP, N, cfg, index_of_pixels, synthetic_images, write_synthetic
 from PIL import Image
 
-from dist_cluster.data import (Manifest, RandomAccessDataset, build_eval_loader, build_train_loader,
-                               load_feature_arrays)
+from dist_cluster.data import Manifest, RandomAccessDataset, build_eval_loader, build_train_loader, load_feature_arrays
 from dist_cluster.data.dataset import pil_to_float
 from dist_cluster.data.manifest import sha256_file
 from dist_cluster.data.sources import ArraySource, fmnist_source

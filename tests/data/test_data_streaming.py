@@ -1,7 +1,7 @@
 """Streaming (pipe:/URL) shards: equal batches per rank, seeded epochs, exact resume, worker independence."""
 import pytest
 import torch
-from data_fixtures import N, SPP, cfg, epoch_indices, write_synthetic
+from data_fixtures import SPP, N, cfg, epoch_indices, write_synthetic
 from test_data_corrupt import pipe_manifest
 
 from dist_cluster.data import build_eval_loader, build_train_loader, resolve_manifest
