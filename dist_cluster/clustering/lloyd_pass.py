@@ -3,10 +3,11 @@
 The rows are centred into one copy once (in the working dtype, as scikit-learn's copy_x; rows that need neither
 centring nor conversion are used as they are), in the same sweep that computes their squared norms (their sum
 gives the tolerance). Narrow rows get a column of ones, so that one GEMM with [−2c, ‖c‖²] gives the scores.
-Each pass then reads every chunk once: the GEMM `‖c‖² − 2·x·cᵀ` (‖x‖² left out of the argmin, as
-scikit-learn does), the row-wise min/argmin, the number of changed labels, a bincount, and the per-cluster sums
-of the chunk's rows (`index_add_` in the data's dtype, flushed into float64 after every chunk; float64 rows
-added directly when a chunk has fewer rows than centres).
+Each pass then reads every chunk once: the GEMM `‖c‖² − 2·x·cᵀ` into a reused tile (‖x‖² left out of the
+argmin, as scikit-learn does), the row-wise min/argmin written in place, and the per-cluster sums of the
+chunk's rows (`index_add_` in the data's dtype, flushed into float64 after every chunk; float64 rows added
+directly when a chunk has fewer rows than centres). The ones column's sums are the counts (a bincount
+otherwise); changed labels are counted once per pass.
 
 On CPU the chunks go to `workers` Python threads that each run torch single-threaded (torch releases the GIL
 inside its kernels), like scikit-learn's one OpenMP region per iteration. With no per-operation thread
@@ -58,7 +59,7 @@ class LloydPass:
         self.bounds = [(a, min(a + self.chunk, n)) for a in range(0, n, self.chunk)]
         self.cpu = dev.type == "cpu"
         self.workers = max(1, min(workers or torch.get_num_threads(), len(self.bounds))) if self.cpu else 1
-        self.augment = d < AUGMENT_BELOW and dev.type == "cpu"
+        self.augment = d < AUGMENT_BELOW and self.cpu
         borrow = mu is None and x.is_contiguous() and x.dtype == work_dtype(x) and not self.augment
         if self.augment:            # [x − mu, 1]; self.x is the view without the ones
             self.xa = torch.ones((n, d + 1), dtype=work_dtype(x), device=dev)
@@ -153,11 +154,9 @@ class LloydPass:
             changed = torch.tensor([float(np.count_nonzero(self.labels.numpy() != before))], dtype=torch.float64)
         else:
             changed = (self.labels != before).sum().double().reshape(1)
-        if with_sums:
-            total = sum(totals[1:], totals[0])
-            sums, n_in = total[:, :d], (total[:, d] if count_sums else sum(counts[1:], counts[0]).double())
-            return sums, n_in, changed
-        return None, sum(counts[1:], counts[0]).double(), changed
+        total = sum(totals[1:], totals[0]) if with_sums else None
+        n_in = total[:, d] if count_sums else sum(counts[1:], counts[0]).double()
+        return (total[:, :d] if with_sums else None), n_in, changed
 
     def sq_dist(self) -> torch.Tensor:
         """Squared distance (float64) of every row to the centre of its last assignment."""

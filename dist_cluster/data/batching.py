@@ -97,17 +97,21 @@ def batch_tensor(shape: tuple[int, ...]) -> torch.Tensor:
     return torch.empty(0, dtype=dtype).set_(storage, 0, shape)
 
 
-def transform_batch(images: Sequence, seeds: Sequence[int], transform: Callable | None, *,
-                    fallback: Callable) -> torch.Tensor | list[torch.Tensor]:
-    """Every image through `transform` under its seed, as one batch (or one batch per view).
+def pil_to_float(img) -> torch.Tensor:
+    """An image as a float tensor in [0, 1] (the sample made when there is no transform)."""
+    from torchvision.transforms.functional import pil_to_tensor
+    return pil_to_tensor(img).float().div_(255.0)
 
-    `fallback(img)` makes a sample when there is no transform (its outputs are stacked)."""
+
+def transform_batch(images: Sequence, seeds: Sequence[int],
+                    transform: Callable | None) -> torch.Tensor | list[torch.Tensor]:
+    """Every image through `transform` (or `pil_to_float`) under its seed, as one batch (or one per view)."""
     views = split_views(transform) if transform is not None else None
     if views is None:
         outs = []
         for img, seed in zip(images, seeds):
             with seeded_rng(seed):
-                x = transform(img) if transform is not None else fallback(img)
+                x = transform(img) if transform is not None else pil_to_float(img)
             outs.append(list(x) if isinstance(x, tuple) else x)
         return default_collate(outs)
     batches: list[torch.Tensor | None] = [None] * len(views)

@@ -16,7 +16,7 @@ from PIL import Image
 from webdataset.autodecode import IMAGE_EXTENSIONS
 
 from dist_cluster.data import skips
-from dist_cluster.data.batching import transform_batch
+from dist_cluster.data.batching import pil_to_float, transform_batch
 from dist_cluster.data.manifest import Manifest
 from dist_cluster.data.sampling import mix_seed, seeded_rng
 from dist_cluster.data.tarindex import CorruptSample, ShardIndex, ShardReader
@@ -27,11 +27,6 @@ MAX_SUBSTITUTES = 10_000
 
 def open_manifest(manifest: str | Manifest) -> Manifest:
     return manifest if isinstance(manifest, Manifest) else Manifest.load(manifest)
-
-
-def pil_to_float(img) -> torch.Tensor:
-    from torchvision.transforms.functional import pil_to_tensor
-    return pil_to_tensor(img).float().div_(255.0)
 
 
 class RandomAccessDataset:
@@ -115,8 +110,7 @@ class RandomAccessDataset:
             return collate(samples)
         if len(images) != len(samples):
             raise ValueError(f"{self.manifest.path}: a batch mixes image and feature samples")
-        x = transform_batch(images, [mix_seed(self.seed, e, i) for e, i in keys], self.transform,
-                            fallback=pil_to_float)
+        x = transform_batch(images, [mix_seed(self.seed, e, i) for e, i in keys], self.transform)
         batch = collate(samples)
         batch["views" if isinstance(x, list) else "image"] = x
         return batch

@@ -29,7 +29,7 @@ from webdataset.tariterators import group_by_keys, tar_file_iterator
 
 from dist_cluster.data import skips
 from dist_cluster.data.batching import transform_batch
-from dist_cluster.data.dataset import collate, decode_sample, pil_to_float
+from dist_cluster.data.dataset import collate, decode_sample
 from dist_cluster.data.manifest import Manifest
 from dist_cluster.data.sampling import mix_seed
 
@@ -132,7 +132,7 @@ class _RankStream(IterableDataset):
         if images and len(images) != len(samples):
             raise ValueError(f"rank {self.rank}: batch {b} mixes image and feature samples")
         if images:
-            x = transform_batch(images, seeds, self.transform, fallback=pil_to_float)
+            x = transform_batch(images, seeds, self.transform)
             batch["views" if isinstance(x, list) else "image"] = x
         batch["_skipped"] += len(bad) + sum(d for _, d in raws)
         return batch

@@ -12,8 +12,8 @@ global ids (N int64), two reused database buffers of `chunk` + 16 rows, one reus
 bytes, up to 9 times that for k ≤ 64 while block lists wait to be merged). Query tiles are views of the
 shard (a partial last tile is copied, padded to a multiple of 64 rows).
 Rounds keep the top-k state under `max_state_bytes`; each extra round streams the database once more. No N×N
-matrix is ever formed. Each database block adds its own top-k to the running lists (one `topk` per block,
-a merge of 2k columns; the lists are sorted once at the end).
+matrix is ever formed. Each database block adds its own top-k to the running lists (selected through the
+maxima of column groups, `topk.RunningTopK`; the lists are sorted once at the end).
 
 `gemm_dtype=torch.bfloat16` or `torch.float16` (AMX on recent Xeons, tensor cores on GPUs) scores in that
 precision and keeps each query's best `k + rescore` candidates, which are then scored again in the data's
@@ -132,13 +132,10 @@ def _query_tiles(x: torch.Tensor, rows, tile: int) -> list[tuple[torch.Tensor, t
     return out
 
 
-def _score(q, blk, neg_sq, out, metric, low):
+def _score(q, blk, neg_sq, out, metric):
     """Scores (rows of q) × (rows of blk) into out: q·b for cosine, 2 q·b − ‖b‖² for l2 (same order per query)."""
-    if low is not None:
-        q, blk = q.to(low), blk.to(low)
-        out = out.to(low)
     if metric == "l2":
-        return torch.addmm(neg_sq.to(out.dtype), q, blk.T, alpha=2, out=out)
+        return torch.addmm(neg_sq, q, blk.T, alpha=2, out=out)
     return torch.mm(q, blk.T, out=out)
 
 
@@ -163,15 +160,17 @@ class _Search:
         """Collective: the best `keep` (score, global id) of each local query row, sorted, scored in `low`
         (or x's precision)."""
         x, me = self.x, rank()
-        tiles = _query_tiles(x, rows, self.tile)
+        dtype = low or x.dtype          # of the scores: queries and blocks are converted once
+        tiles = [(rid, q.to(dtype)) for rid, q in _query_tiles(x, rows, self.tile)]
         best = [RunningTopK(keep, self.pending, ties=low is None) for _ in tiles]
         ids = torch.full((self.tile + GUARD,), PAD_ID, dtype=torch.long, device=x.device)
-        score_buf = x.new_empty((self.tile, self.tile + GUARD), dtype=low or x.dtype)
+        score_buf = x.new_empty((self.tile, self.tile + GUARD), dtype=dtype)
         for src, start, b0, m, blk in self.blocks():
             ids[:m], ids[m:] = self.gid[start:start + m], PAD_ID
-            neg_sq = -(blk * blk).sum(1) if self.metric == "l2" else None
+            neg_sq = (-(blk * blk).sum(1)).to(dtype) if self.metric == "l2" else None
+            blk = blk.to(dtype)
             for (rid, q), running in zip(tiles, best):
-                s = _score(q, blk, neg_sq, score_buf[:q.shape[0]], self.metric, low)[:len(rid)]
+                s = _score(q, blk, neg_sq, score_buf[:q.shape[0]], self.metric)[:len(rid)]
                 s[:, m:] = float("-inf")
                 if self.self_first and src == me:
                     mine = ((rid >= b0) & (rid < b0 + m)).nonzero().squeeze(1)

@@ -47,7 +47,6 @@ def _select_lex(scores: torch.Tensor, idx: torch.Tensor, k: int) -> tuple[torch.
     return v, i
 
 
-
 def _select_grouped(scores: torch.Tensor, idx: torch.Tensor, k: int, ties: bool) -> tuple[torch.Tensor,
                                                                                           torch.Tensor]:
     """`_select` through column groups: column j's group is {j + t·m/GROUP}, and the maxima of the groups

@@ -40,11 +40,11 @@ def test_in_place_batch_equals_stacked_samples(name, chans):
     tf = make_transform(name, 24, chans, re_prob=1.0)  # every sample erased: the tensor stage runs in place
     assert split_views(tf) is not None
     images, seeds = _images(6, "L" if chans == 1 else "RGB"), [11, 5, 7, 11, 0, 2 ** 40]
-    got, want = transform_batch(images, seeds, tf, fallback=pil_to_float), _stacked(images, seeds, tf)
+    got, want = transform_batch(images, seeds, tf), _stacked(images, seeds, tf)
     for g, w in zip(got if isinstance(got, list) else [got], want if isinstance(want, list) else [want]):
         assert g.dtype == w.dtype and torch.equal(g, w)
     if name != "eval":  # the others are random: the seeds reach them
-        other = transform_batch(images, [1] * 6, tf, fallback=pil_to_float)
+        other = transform_batch(images, [1] * 6, tf)
         assert not torch.equal(_flat(got), _flat(other))
 
 
@@ -54,10 +54,10 @@ def test_transforms_that_do_not_split_are_stacked_per_sample():
                lambda img: T.functional.to_tensor(img) * 2):
         assert SplitView.of(tf) is None
         images = _images(3, "RGB")
-        assert torch.equal(transform_batch(images, [1, 2, 3], tf, fallback=pil_to_float),
+        assert torch.equal(transform_batch(images, [1, 2, 3], tf),
                            _stacked(images, [1, 2, 3], tf))
     images = _images(2, "RGB")
-    assert torch.equal(transform_batch(images, [0, 0], None, fallback=pil_to_float),
+    assert torch.equal(transform_batch(images, [0, 0], None),
                        torch.stack([pil_to_float(i) for i in images]))
 
 
@@ -65,7 +65,7 @@ def test_a_transform_of_varying_size_is_an_error():
     tf = T.Compose([T.ToTensor(), T.Normalize((0.5,), (0.5,))])
     images = [Image.new("L", (8, 8)), Image.new("L", (9, 8))]
     with pytest.raises(ValueError, match="fixed output size"):
-        transform_batch(images, [0, 1], tf, fallback=pil_to_float)
+        transform_batch(images, [0, 1], tf)
 
 
 class _SharedInWorker(torch.utils.data.Dataset):
