@@ -7,10 +7,10 @@ TEST_WORKERS ?= 2    # pytest-xdist workers; the Slurm tests share one worker (t
 
 .PHONY: demo test test-fast lint env system
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 env: $(STAMP)
