@@ -34,6 +34,7 @@ class EngineConfig:
     grad_accum: int = 1
     log_every: int = 10            # optimizer steps between log lines
     eval_every: int = 1            # epochs between evaluations (0 = only at the end)
+    final_eval: bool = True        # evaluate, report and draw figures at the end (false: checks, benchmarks)
     max_steps: int = 0             # stop after this many optimizer steps (0 = full schedule)
     # tqdm bar on rank 0, on a terminal only
     progress: bool = field(default_factory=lambda: __import__("sys").stderr.isatty())

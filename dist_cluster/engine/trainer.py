@@ -256,9 +256,10 @@ class Trainer:
     def _finish(self, stopped: bool, resumed_from: str | None, t_start: float) -> dict:
         ctx = self.ctx
         fresh = self.last_eval is not None and self.last_eval[0] == ctx.epoch and not stopped
-        final = self.last_eval[1] if fresh else self.evaluate()
+        report = self.cfg.engine.final_eval   # false: no final evaluation, table or figures (checks, benchmarks)
+        final = self.last_eval[1] if fresh else (self.evaluate() if report else {})
         self.method.on_train_end(ctx)
-        figures = self.method.write_figures(ctx) or []
+        figures = (self.method.write_figures(ctx) or []) if report else []
         summary = {"metrics": final, "global_step": ctx.global_step, "epochs_done": ctx.epoch + 1,
                    "stopped_at_max_steps": stopped, "resumed_from": resumed_from,
                    "world_size": ctx.env.world_size, "wall_time_s": round(time.time() - t_start, 2),
