@@ -9,6 +9,12 @@ from typing import Iterable, Iterator
 import torch
 
 
+def channels_last_batches(cfg, method, device: torch.device) -> bool:
+    """NHWC image batches on CUDA for convolutional methods: cuDNN picks its layout from the input, so the
+    parameters never change theirs."""
+    return device.type == "cuda" and cfg.engine.channels_last and method.convolutional
+
+
 def _move(t: torch.Tensor, device, dtype, channels_last: bool, non_blocking: bool) -> torch.Tensor:
     if non_blocking and not t.is_pinned():
         t = t.pin_memory()

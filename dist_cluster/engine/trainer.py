@@ -17,7 +17,7 @@ from dist_cluster import checkpoint as ckpt
 from dist_cluster.checkpoint import rng
 from dist_cluster.data import skips
 from dist_cluster.distributed import all_reduce_sum, barrier
-from dist_cluster.engine.device_data import device_batches
+from dist_cluster.engine.device_data import channels_last_batches, device_batches
 from dist_cluster.engine.guard import FiniteGuard, NonFiniteLossError, params_finite
 from dist_cluster.engine.setup import build_optimizer, deepspeed_config, stage_scheduler
 from dist_cluster.methods.base import total_loss
@@ -46,9 +46,8 @@ class Trainer:
     def _init_engine(self, load_universal: bool):
         import deepspeed
         cuda = self.ctx.device.type == "cuda"
-        self.channels_last = cuda and self.cfg.engine.channels_last and self.method.convolutional
-        if self.channels_last:
-            self.method.to(memory_format=torch.channels_last)
+        # batches only: parameters keep their layout (DeepSpeed views each as bytes, which needs stride(-1) == 1)
+        self.channels_last = channels_last_batches(self.cfg, self.method, self.ctx.device)
         self.optimizer = build_optimizer(self.method, self.cfg.optim)
         ds_cfg = deepspeed_config(self.cfg, self.ctx.env.world_size, load_universal, self.batch_size)
         args = SimpleNamespace(device_rank=self.ctx.device.index) if cuda else None   # ranks may share a GPU

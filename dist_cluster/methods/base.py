@@ -51,7 +51,7 @@ class Loader(Protocol):
 class Method(nn.Module):
     """Base class; subclasses set `self.cfg` and build their modules in __init__(cfg: ExperimentConfig)."""
 
-    convolutional = False   # True: on GPUs the engine uses channels_last memory for the model and image batches
+    convolutional = False   # True: on GPUs the engine passes image batches in channels_last memory
 
     def stages(self) -> list[Stage]:
         raise NotImplementedError
