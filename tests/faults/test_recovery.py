@@ -26,15 +26,18 @@ def reference(tmp_path_factory):
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
 def test_signal_mid_epoch_then_resume_ends_bitwise_equal(reference, tmp_path, sig):
     common = ["ckpt.every_steps=7", "ckpt.keep_last=3"]
+    # The run holds before step 71 (mid-epoch 1; step 70's checkpoint complete) until `go` exists, which it
+    # never does: the signal always lands mid-epoch, however slow the machine.
+    go = tmp_path / "go"
     # SIG_DFL in the child: a background job (e.g. `make test &`) inherits SIGINT ignored, and Python keeps that
-    proc = subprocess.Popen(toy_cmd(tmp_path, *common, "method.step_sleep=0.02"), env=ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    proc = subprocess.Popen(toy_cmd(tmp_path, *common, f"method.wait_for_file={go}", "method.wait_from_step=71"),
+                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.time() + 300
-    while time.time() < deadline:   # stop once a mid-epoch checkpoint (epoch = 56 steps) is complete
-        tag = ckpt.latest(str(tmp_path / "checkpoints"))
-        if tag and 60 < int(tag[4:]) < 100:
-            break
+    deadline = time.time() + 600   # only bounds a broken run; the run itself waits for the signal
+    while ckpt.latest(str(tmp_path / "checkpoints")) != "step000000070":
+        if time.time() > deadline or proc.poll() is not None:
+            proc.kill()
+            pytest.fail("the run never completed step 70's checkpoint:\n" + proc.communicate()[1][-3000:])
         time.sleep(0.05)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)

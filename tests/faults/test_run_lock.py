@@ -7,7 +7,7 @@ import time
 from toy_runs import ENV, SHORT, run_toy, toy_cmd
 
 
-def _wait_for(pred, timeout=120.0):
+def _wait_for(pred, timeout=300.0):
     end = time.time() + timeout
     while time.time() < end:
         if pred():
@@ -39,34 +39,43 @@ def _pids_using(run_dir) -> list[int]:
 
 
 def test_second_run_on_the_same_directory_is_refused_naming_the_holder(tmp_path):
-    slow = subprocess.Popen(toy_cmd(tmp_path, *SHORT, "method.step_sleep=0.05"), env=ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # The first run holds at its first step until `go` exists, so it is alive while the second one tries.
+    go = tmp_path / "go"
+    first = subprocess.Popen(toy_cmd(tmp_path, *SHORT, f"method.wait_for_file={go}"), env=ENV,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        assert _wait_for(lambda: _training(tmp_path))
+        assert _wait_for(lambda: _lock_held(tmp_path) or first.poll() is not None)
+        assert first.poll() is None, f"the first run exited with {first.returncode}"
         res = run_toy(tmp_path, *SHORT, "optim.lr=0.5", ok=False)
         assert res.returncode == 2
-        assert "is in use by another run" in res.stderr and f"pid={slow.pid}" in res.stderr
+        assert "is in use by another run" in res.stderr and f"pid={first.pid}" in res.stderr
         assert "Traceback" not in res.stderr
+        assert first.poll() is None     # still waiting for `go`: killed below while it holds the lock
     finally:
-        slow.kill()
-        slow.wait()
+        first.kill()
+        first.wait()
     # A lock left by a killed run is no obstacle: flock died with its process.
     res = run_toy(tmp_path, *SHORT)
     assert "resumed from" in res.stdout or res.returncode == 0
 
 
 def test_killing_the_launchers_process_group_ends_its_workers(tmp_path):
-    # About 30 s of training left when the launcher is killed; the workers must be gone within 5 s.
-    proc = subprocess.Popen(toy_cmd(tmp_path, *SHORT, "method.step_sleep=0.5", nproc=2), env=ENV,
+    # The workers hold at their first step until `go` exists, which it never does: a worker that outlived its
+    # launcher would wait there for 300 s, so any bound below that tells the two apart (60 s: room for a busy
+    # machine to reap them).
+    go = tmp_path / "go"
+    proc = subprocess.Popen(toy_cmd(tmp_path, *SHORT, f"method.wait_for_file={go}", nproc=2), env=ENV,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        assert _wait_for(lambda: _training(tmp_path))
+        # metrics.jsonl is opened after the ranks' rendezvous, so both workers already die with their parent
+        assert _wait_for(lambda: _training(tmp_path) or proc.poll() is not None)
+        assert proc.poll() is None, f"the launcher exited with {proc.returncode}"
         workers = [p for p in _pids_using(tmp_path) if p != proc.pid]
         assert len(workers) >= 2
         os.killpg(proc.pid, signal.SIGKILL)          # the launcher only: workers run in their own sessions
         proc.wait()
         assert _wait_for(lambda: not [p for p in workers if os.path.exists(f"/proc/{p}")
-                                      and open(f"/proc/{p}/stat").read().split()[2] != "Z"], timeout=5)
+                                      and open(f"/proc/{p}/stat").read().split()[2] != "Z"], timeout=60)
     finally:
         for p in _pids_using(tmp_path):
             try:

@@ -23,6 +23,10 @@ class ToyConfig:
     nan_grad_at_step: int = -1     # a finite loss whose gradient is NaN at this step
     log_hooks: bool = False        # write every hook call to run_dir/hooks.jsonl
     step_sleep: float = 0.0        # slow each step down so a test can kill the run mid-epoch
+    # Every training step from this process's wait_from_step-th on waits until wait_for_file exists (at most
+    # 300 s): a test holds the run mid-training for as long as it needs, instead of racing it with a sleep.
+    wait_for_file: str = ""
+    wait_from_step: int = 1
 
 
 class DigitsLoader:
@@ -41,6 +45,20 @@ class DigitsLoader:
         for b in range(start_batch, self.batches_per_epoch()):
             idx = perm[b * gb + self.rank * self.bs: b * gb + (self.rank + 1) * self.bs]
             yield {"feature": self.x[idx], "label": self.y[idx], "index": idx, "_skipped": torch.tensor(0)}
+
+
+WAIT_LIMIT_S = 300.0
+
+
+def wait_for_file(path: str) -> None:
+    """Block until `path` exists. Bounded: a test that never creates it fails the run instead of hanging it."""
+    import os
+    import time
+    deadline = time.monotonic() + WAIT_LIMIT_S
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"method.wait_for_file: {path} did not appear within {WAIT_LIMIT_S:.0f} s")
+        time.sleep(0.05)
 
 
 class _NanGrad(torch.autograd.Function):
@@ -108,6 +126,8 @@ class ToyMethod(Method):
             import time
             time.sleep(self.cfg.method.step_sleep)
         step = self._step_counter = getattr(self, "_step_counter", 0) + 1
+        if self.training and self.cfg.method.wait_for_file and step >= self.cfg.method.wait_from_step:
+            wait_for_file(self.cfg.method.wait_for_file)
         if self.training and step == self.cfg.method.nan_at_step:
             out["loss/ce"] = out["loss/ce"] * float("nan")
         if self.training and step == self.cfg.method.nan_grad_at_step:
