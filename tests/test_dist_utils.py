@@ -1,6 +1,9 @@
+import pytest
 import torch
 import torch.distributed as dist
-from dist_utils import run_world
+from dist_utils import BACKENDS, run_world
+
+from dist_cluster.distributed import all_gather_with_grad, all_reduce_sum_with_grad, device_backend
 
 
 def _sum_ranks(rank, world):
@@ -11,3 +14,34 @@ def _sum_ranks(rank, world):
 
 def test_two_gloo_ranks_talk():
     assert run_world(_sum_ranks, 2) == [3.0, 3.0]
+
+
+def _call_all_to_all(rank, world):
+    dist.all_to_all([torch.zeros(1)] * world, [torch.ones(1)] * world)
+
+
+def test_all_to_all_is_refused_in_test_worlds():
+    with pytest.raises(Exception, match="all_to_all was called"):
+        run_world(_call_all_to_all, 2)
+
+
+def _gather_grads(rank, world, x, w):
+    mine = x[rank * 3:(rank + 1) * 3].clone().requires_grad_(True)
+    g = all_gather_with_grad(mine)
+    s = all_reduce_sum_with_grad((mine * mine).sum())
+    ((g * w).sum() + s).backward()       # the same loss on every rank
+    return {"gathered": g.detach(), "grad": mine.grad, "backend": device_backend(x.device)}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gather_with_grad_is_w_times_the_one_process_gradient(backend):
+    torch.manual_seed(0)
+    x, w = torch.randn(6, 4, dtype=torch.float64), torch.randn(6, 4, dtype=torch.float64)
+    res = run_world(_gather_grads, 2, x, w, backend=backend)
+    one = x.clone().requires_grad_(True)
+    ((one * w).sum() + (one * one).sum()).backward()
+    for r, out in enumerate(res):
+        assert out["backend"] == "gloo"
+        assert torch.equal(out["gathered"], x)
+        # each rank's shard gets the sum over ranks of the identical loss: W × the one-process gradient
+        assert torch.allclose(out["grad"], 2 * one.grad[r * 3:(r + 1) * 3], rtol=0, atol=1e-12)

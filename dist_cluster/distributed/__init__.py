@@ -10,13 +10,16 @@ from dist_cluster.distributed.collectives import (
                                                   broadcast,
                                                   broadcast_async,
                                                   broadcast_object,
+                                                  device_backend,
                                                   gather_to,
                                                   is_dist,
                                                   rank,
+                                                  serves,
                                                   world_size,
 )
 from dist_cluster.distributed.env import DistEnv, resolve
 
 __all__ = ["DistEnv", "resolve", "all_gather_with_grad", "all_gather_nograd", "all_gather_varlen",
            "all_reduce_max", "all_reduce_sum", "all_reduce_sum_with_grad", "backend_serves", "barrier", "broadcast",
-           "broadcast_async", "broadcast_object", "gather_to", "is_dist", "rank", "world_size"]
+           "broadcast_async", "broadcast_object", "device_backend", "gather_to", "is_dist", "rank", "serves",
+           "world_size"]

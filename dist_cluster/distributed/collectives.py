@@ -9,16 +9,15 @@ Devices: the launcher builds a group with a backend per device (`cpu:gloo,cuda:n
 on the device it lives on (NCCL for CUDA tensors) and small control values may stay on the CPU. A group made
 with one backend only (a user's own `nccl` group) cannot serve CPU tensors; `_served` then moves such a
 tensor to the current CUDA device for the collective and back, so no call here fails for its device.
+
+Operations: which backend serves which tensor operation on which device is one table (`_OPS`); the autograd
+gather uses the single-tensor gather and reduce-scatter where the device's backend has them, else a list gather
+and an all-reduce (every backend has those). Nothing here calls `all_to_all` (gloo lacks it for CUDA tensors).
 """
 from __future__ import annotations
 
-import warnings
-
 import torch
 import torch.distributed as dist
-
-# The autograd-aware collectives still work; their replacement (_functional_collectives) is a private API.
-warnings.filterwarnings("ignore", message="torch.distributed.nn.functional", category=FutureWarning)
 
 
 def is_dist() -> bool:
@@ -37,12 +36,34 @@ def _multi() -> bool:
     return is_dist() and world_size() > 1
 
 
-def backend_serves(device: torch.device) -> bool:
-    """Whether the default group has a backend for tensors on `device` (gloo serves CPU and CUDA tensors)."""
+def device_backend(device: torch.device) -> str | None:
+    """The default group's backend for tensors on `device`, or None when it has none."""
     backend = str(dist.get_backend()).lower()
-    if "," in backend or ":" in backend:   # "cpu:gloo,cuda:nccl"
-        return any(part.split(":")[0] == device.type for part in backend.split(","))
-    return backend == "gloo" or device.type == "cuda"
+    if "," in backend or ":" in backend:   # "cpu:gloo,cuda:nccl", "cpu:gloo,cuda:gloo"
+        return dict(part.split(":") for part in backend.split(",")).get(device.type)
+    if backend == "gloo":                  # gloo alone serves CPU and CUDA tensors
+        return backend
+    return backend if device.type == "cuda" else None
+
+
+def backend_serves(device: torch.device) -> bool:
+    """Whether the default group has a backend for tensors on `device`."""
+    return device_backend(device) is not None
+
+
+# Single-tensor operations each (backend, device) serves, besides the list all_gather and all_reduce that
+# all serve. gloo's single-tensor gather and reduce-scatter exist for CPU tensors only.
+_OPS = {("nccl", "cuda"): {"all_gather_into_tensor", "reduce_scatter_tensor"},
+        ("gloo", "cpu"): {"all_gather_into_tensor", "reduce_scatter_tensor"}}
+
+
+def serves(op: str, device: torch.device) -> bool:
+    return op in _OPS.get((device_backend(device), device.type), ())
+
+
+# torch ≥ 2.14 names them all_gather_single / reduce_scatter_single; older releases have only the old names
+_gather_single = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
+_reduce_scatter_single = getattr(dist, "reduce_scatter_single", None) or dist.reduce_scatter_tensor
 
 
 def _served(x: torch.Tensor) -> torch.Tensor:
@@ -66,24 +87,52 @@ def _check_equal_sizes(x: torch.Tensor) -> None:
                          "use drop-remainder batching (the data layer does) or all_gather_varlen")
 
 
+def _gather_rows(y: torch.Tensor) -> torch.Tensor:
+    """Equal-size shards of every rank concatenated along dim 0, in rank order."""
+    if serves("all_gather_into_tensor", y.device):
+        out = y.new_empty((world_size() * y.shape[0],) + tuple(y.shape[1:]))
+        _gather_single(out, y)
+        return out
+    parts = [torch.empty_like(y) for _ in range(world_size())]
+    dist.all_gather(parts, y)
+    return torch.cat(parts, dim=0)
+
+
+class _GatherWithGrad(torch.autograd.Function):
+    """Forward: the rows of every rank. Backward: this rank's rows of the sum over ranks of the incoming
+    gradients (reduce-scatter, or all-reduce and a slice where the backend has no reduce-scatter)."""
+
+    @staticmethod
+    def forward(ctx, y: torch.Tensor) -> torch.Tensor:
+        ctx.rows = y.shape[0]
+        return _gather_rows(y)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor) -> torch.Tensor:
+        g = g.contiguous()
+        if serves("reduce_scatter_tensor", g.device):
+            out = g.new_empty((ctx.rows,) + tuple(g.shape[1:]))
+            _reduce_scatter_single(out, g)
+            return out
+        g = g.clone()
+        dist.all_reduce(g)
+        return g[rank() * ctx.rows:(rank() + 1) * ctx.rows]
+
+
 def all_gather_with_grad(x: torch.Tensor, check_sizes: bool = False) -> torch.Tensor:
     """Concatenate `x` from all ranks along dim 0 (rank order); gradients flow back to each shard."""
     if not _multi():
         return x
     if check_sizes:
         _check_equal_sizes(x)
-    from torch.distributed.nn.functional import all_gather
-    return torch.cat(all_gather(_served(x).contiguous()), dim=0).to(x.device)
+    return _GatherWithGrad.apply(_served(x).contiguous()).to(x.device)
 
 
 @torch.no_grad()
 def all_gather_nograd(x: torch.Tensor) -> torch.Tensor:
     if not _multi():
         return x
-    y = _served(x).contiguous()
-    out = [torch.empty_like(y) for _ in range(world_size())]
-    dist.all_gather(out, y)
-    return torch.cat(out, dim=0).to(x.device)
+    return _gather_rows(_served(x).contiguous()).to(x.device)
 
 
 @torch.no_grad()
@@ -99,12 +148,25 @@ def all_gather_varlen(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([o[:s] for o, s in zip(out, sizes)]).to(x.device)
 
 
+class _SumWithGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, y: torch.Tensor) -> torch.Tensor:
+        y = y.clone()
+        dist.all_reduce(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor) -> torch.Tensor:
+        g = g.clone()
+        dist.all_reduce(g)
+        return g
+
+
 def all_reduce_sum_with_grad(x: torch.Tensor) -> torch.Tensor:
     """Sum over ranks; the backward sums the incoming gradients too (same W-scaling as the gather)."""
     if not _multi():
         return x
-    from torch.distributed.nn.functional import all_reduce
-    return all_reduce(_served(x), op=dist.ReduceOp.SUM).to(x.device)
+    return _SumWithGrad.apply(_served(x).contiguous()).to(x.device)
 
 
 @torch.no_grad()

@@ -1,4 +1,4 @@
-"""Run a function on W gloo ranks (real torch.distributed processes on this machine) and collect the results."""
+"""Run a function on W ranks (real torch.distributed processes on this machine) and collect the results."""
 from __future__ import annotations
 
 import gc
@@ -36,12 +36,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker(rank, world, port, out_dir, threads, fn, args):
+def _worker(rank, world, port, out_dir, threads, backend, fn, args):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(threads)
     # a file rendezvous: no port to lose to another process between choosing and binding it
-    dist.init_process_group("gloo", init_method=f"file://{os.path.join(out_dir, 'rendezvous')}", rank=rank,
+    dist.init_process_group(backend, init_method=f"file://{os.path.join(out_dir, 'rendezvous')}", rank=rank,
                             world_size=world)
     try:
         result = fn(rank, world, *args)
@@ -55,13 +55,14 @@ def _worker(rank, world, port, out_dir, threads, fn, args):
         dist.destroy_process_group()
 
 
-def run_world(fn, world_size: int = 2, *args, threads: int = 1) -> list:
-    """fn(rank, world_size, *args) on every rank of a gloo group; returns [result of rank 0, 1, ...].
+def run_world(fn, world_size: int = 2, *args, threads: int = 1, backend: str = "gloo") -> list:
+    """fn(rank, world_size, *args) on every rank of a group; returns [result of rank 0, 1, ...].
 
     fn must be importable (module level) because ranks are spawned processes; each rank runs torch with
-    `threads` threads.
+    `threads` threads. `backend` may be a per-device string such as "cpu:gloo,cuda:gloo" (what GPU runs use;
+    it runs on CPU tensors here too).
     """
     with tempfile.TemporaryDirectory() as out_dir:
-        mp.start_processes(_worker, args=(world_size, free_port(), out_dir, threads, fn, args), nprocs=world_size,
-                           join=True, start_method="spawn")
+        mp.start_processes(_worker, args=(world_size, free_port(), out_dir, threads, backend, fn, args),
+                           nprocs=world_size, join=True, start_method="spawn")
         return [torch.load(os.path.join(out_dir, f"{r}.pt"), weights_only=False) for r in range(world_size)]

@@ -2,7 +2,7 @@
 the warm-up's gradient separation (SPEC CgMCR² §7)."""
 import pytest
 import torch
-from dist_utils import run_world
+from dist_utils import BACKENDS, run_world
 
 from dist_cluster.config import ExperimentConfig
 from dist_cluster.methods.base import Stage, total_loss
@@ -55,9 +55,10 @@ def _rank_fn(rank, world, cases):
     return res
 
 
-def test_full_loss_two_ranks_equal_one_process():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_full_loss_two_ranks_equal_one_process(backend):
     cases = [(opts, *_inputs(seed=i)) for i, opts in enumerate((PAPER, CODE, DENSE))]
-    res = run_world(_rank_fn, 2, cases)
+    res = run_world(_rank_fn, 2, cases, backend=backend)
     for c, (opts, f_all, l_all, noise) in enumerate(cases):
         obj = _objective(opts)
         f, logits = f_all.clone().requires_grad_(True), l_all.clone().requires_grad_(True)

@@ -3,7 +3,7 @@ global statistics included), prediction, evaluation in index order, CgMCR²-SC a
 import numpy as np
 import pytest
 import torch
-from dist_utils import run_world
+from dist_utils import BACKENDS, run_world
 
 from dist_cluster.config import ExperimentConfig
 from dist_cluster.eval import cluster_metrics
@@ -46,9 +46,10 @@ def _rank_fn(rank, world, x_all):
     return out, bn.running_mean.clone(), bn.running_var.clone()
 
 
-def test_model_gradients_two_ranks_equal_one_process():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_model_gradients_two_ranks_equal_one_process(backend):
     x, _ = blobs(n_per=8)                 # 24 samples: 12 per rank
-    res = run_world(_rank_fn, 2, x)
+    res = run_world(_rank_fn, 2, x, backend=backend)
     ref = _method()
     for s in (0, 1):                     # warm-up, then fine-tune (with Rc), BN statistics updated twice
         loss, grads = _step(ref, x, s)

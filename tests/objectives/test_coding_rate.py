@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 import torch
-from dist_utils import run_world
+from dist_utils import BACKENDS, run_world
 
 from dist_cluster.objectives.coding_rate import cluster_coding_rate, coding_rate, logdet_spd
 
@@ -89,6 +89,9 @@ def test_logdet_spd_batched():
     a = torch.randn(3, 5, 5, dtype=torch.float64)
     m = a @ a.transpose(1, 2) + torch.eye(5, dtype=torch.float64)
     torch.testing.assert_close(logdet_spd(m), torch.logdet(m))
+    m[1] = -m[1]                                   # not positive definite: NaN there (the guard stops), no raise
+    got = logdet_spd(m)
+    assert torch.isnan(got[1]) and torch.isfinite(got[[0, 2]]).all()
 
 
 CASES = [(5, False), (1, False), (4, True)]     # (k, inputs already gathered); k=1 leaves rank 1 no cluster
@@ -112,9 +115,10 @@ def _two_rank_rates(rank, world, cases):
     return out
 
 
-def test_two_ranks_equal_one_process():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_two_ranks_equal_one_process(backend):
     cases = [(*_data(n=16, d=5, k=k, seed=3), gathered) for k, gathered in CASES]
-    res = run_world(_two_rank_rates, 2, cases)
+    res = run_world(_two_rank_rates, 2, cases, backend=backend)
     for c, (z, pi, _) in enumerate(cases):
         zl, pil = z.clone().requires_grad_(True), pi.clone().requires_grad_(True)
         r, rc = coding_rate(zl, 0.5), cluster_coding_rate(zl, pil, 0.5)

@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from dist_utils import run_world
+from dist_utils import BACKENDS, run_world
 
 from dist_cluster.objectives.contrastive import (
     cluster_loss,
@@ -81,7 +81,8 @@ def _losses_on_rank(rank, world, za, zb, ca_logits, cb_logits):
     return l_ins.item(), l_clu.item(), [x.grad for x in leaves]
 
 
-def test_two_ranks_equal_one_process_in_value_and_gradient():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_two_ranks_equal_one_process_in_value_and_gradient(backend):
     g = torch.Generator().manual_seed(2)
     za, zb = (torch.randn(10, 6, generator=g, dtype=torch.float64) for _ in range(2))
     ca, cb = (2 * torch.randn(10, 4, generator=g, dtype=torch.float64) for _ in range(2))
@@ -89,7 +90,7 @@ def test_two_ranks_equal_one_process_in_value_and_gradient():
     r_ins = instance_loss(ref[0], ref[1], 0.5)
     r_clu = cluster_loss(torch.softmax(ref[2], 1), torch.softmax(ref[3], 1), 1.0)
     (r_ins + r_clu).backward()
-    results = run_world(_losses_on_rank, 2, za, zb, ca, cb)
+    results = run_world(_losses_on_rank, 2, za, zb, ca, cb, backend=backend)
     for rank, (v_ins, v_clu, grads) in enumerate(results):
         assert v_ins == pytest.approx(r_ins.item(), abs=1e-12)
         assert v_clu == pytest.approx(r_clu.item(), abs=1e-12)

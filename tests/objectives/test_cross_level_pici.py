@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from dist_utils import run_world
+from dist_utils import BACKENDS, run_world
 
 from dist_cluster.objectives.cross_level import cli_loss, cli_view_loss, match_global_batch, match_pseudo_labels
 
@@ -59,7 +59,8 @@ def _cli_on_rank(rank, world, la, lb, ta, tb, pseudo):
     return loss.item(), xa.grad, xb.grad, mapping
 
 
-def test_two_ranks_equal_one_process_in_value_gradient_and_matching():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_two_ranks_equal_one_process_in_value_gradient_and_matching(backend):
     g = torch.Generator().manual_seed(3)
     la, lb = (torch.randn(12, 5, generator=g, dtype=torch.float64) for _ in range(2))
     ta, tb, pseudo = (torch.randint(0, 5, (12,), generator=g) for _ in range(3))
@@ -67,7 +68,8 @@ def test_two_ranks_equal_one_process_in_value_gradient_and_matching():
     ref = cli_loss(xa.softmax(1), xb.softmax(1), ta, tb)
     ref.backward()
     ref_map = match_pseudo_labels(pseudo, la.argmax(1), 5)
-    for rank, (value, ga, gb, mapping) in enumerate(run_world(_cli_on_rank, 2, la, lb, ta, tb, pseudo)):
+    results = run_world(_cli_on_rank, 2, la, lb, ta, tb, pseudo, backend=backend)
+    for rank, (value, ga, gb, mapping) in enumerate(results):
         rows = slice(rank * 6, (rank + 1) * 6)
         assert value == pytest.approx(ref.item(), abs=1e-12)
         assert torch.allclose(ga / 2, xa.grad[rows], atol=1e-12, rtol=0)

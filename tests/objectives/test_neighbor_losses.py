@@ -3,7 +3,7 @@ import math
 
 import pytest
 import torch
-from dist_utils import run_world
+from dist_utils import GPU_BACKEND, run_world
 
 from dist_cluster.objectives.neighbor_losses import (
     entropy,
@@ -69,8 +69,9 @@ def _objective_on_rank(rank, world, logits_a, logits_p, logits_n, lambdas):
     return loss.item(), terms, [x.grad for x in leaves], marginal_entropy(probs[0].detach()).item()
 
 
-@pytest.mark.parametrize("lambdas", [(1.0, 1.0, 3.0), (1.0, 0.0, 5.0)])
-def test_two_ranks_equal_one_process_in_value_and_gradient(lambdas):
+@pytest.mark.parametrize("lambdas,backend", [((1.0, 1.0, 3.0), "gloo"), ((1.0, 0.0, 5.0), "gloo"),
+                                            ((1.0, 1.0, 3.0), GPU_BACKEND)])
+def test_two_ranks_equal_one_process_in_value_and_gradient(lambdas, backend):
     g = torch.Generator().manual_seed(2)
     logits = [torch.randn(10, 7, generator=g, dtype=torch.float64) * 2 for _ in range(3)]
     ref_leaves = [x.clone().requires_grad_(True) for x in logits]
@@ -79,7 +80,7 @@ def test_two_ranks_equal_one_process_in_value_and_gradient(lambdas):
     ref_terms = {k: v.item() for k, v in unic_losses(*[torch.softmax(x, 1) for x in logits]).items()}
     ref_ent = marginal_entropy(torch.softmax(logits[0], 1)).item()
 
-    results = run_world(_objective_on_rank, 2, *logits, lambdas)
+    results = run_world(_objective_on_rank, 2, *logits, lambdas, backend=backend)
     for rank, (value, terms, grads, ent) in enumerate(results):
         assert value == pytest.approx(ref.item(), abs=1e-12)       # same global value on every rank
         assert ent == pytest.approx(ref_ent, abs=1e-12)             # SPEC U8 (f): global-batch entropy

@@ -2,7 +2,7 @@
 per-epoch matching, and (2 gloo ranks) the whole training step and pseudo-label pass against one process."""
 import pytest
 import torch
-from dist_utils import run_world
+from dist_utils import BACKENDS, run_world
 
 from dist_cluster.config import ExperimentConfig
 from dist_cluster.methods.pici.boost import epoch_matching, kmeans_features, two_view_pass
@@ -137,13 +137,13 @@ def _on_rank(rank, world, full, views, index):
     return steps, labels, _pass(rank, world, views, index)
 
 
-@pytest.fixture(scope="module")
-def two_ranks():
+@pytest.fixture(scope="module", params=BACKENDS)
+def two_ranks(request):
     """One 2-rank gloo run serves both tests (spawning ranks is the slow part)."""
     g = torch.Generator().manual_seed(2)
     views = [torch.randn(16, 3, 8, 8, generator=g) for _ in range(2)]
     full = batch(12, seed=1, dtype=torch.float64)
-    return full, views, run_world(_on_rank, 2, full, views, torch.arange(16))
+    return full, views, run_world(_on_rank, 2, full, views, torch.arange(16), backend=request.param)
 
 
 def test_two_ranks_equal_one_process_in_losses_and_parameter_gradients_in_every_stage(two_ranks):
