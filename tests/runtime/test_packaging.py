@@ -1,8 +1,8 @@
 """The install keeps a cluster's own torch: pyproject.toml states a range, the quickstart's pins live in
 constraints.txt (what `make` installs and CI tests)."""
 import os
-import tomllib
 
+import tomllib
 import torch
 from packaging.requirements import Requirement
 from packaging.version import Version
