@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 from sklearn.datasets import load_digits
+from sklearn.metrics import adjusted_rand_score
 
 from dist_cluster.cluster.arrays import InputError
 from dist_cluster.eval import cluster_metrics
@@ -75,11 +76,14 @@ def test_clear_errors_before_training(digits):
 @pytest.mark.slow
 def test_fit_predict_on_two_gloo_ranks_equals_one_process(digits, data_root):
     """Softmax memberships (no per-rank Gumbel noise): the 2-rank run sees the same global batches, statistics and
-    loss as the 1-process run, so the assignments agree (the embeddings to float summation order)."""
+    loss as the 1-process run, up to float32 summation order (gloo's reduction, thread count), which five epochs
+    of training amplify: a sample on a cluster boundary may flip (measured: 0 or 1 of 1,797)."""
     from dist_cluster import CgMCR2
     x, _ = digits
     kw = dict(n_clusters=10, data_root=data_root, overrides=("method.activation=softmax",), **SHORT)
     one = CgMCR2(**kw).fit(x)
     two = CgMCR2(processes=2, **kw).fit(x)
-    assert np.array_equal(one.labels_, two.labels_)
-    np.testing.assert_allclose(one.embedding_, two.embedding_, atol=5e-3)
+    assert adjusted_rand_score(one.labels_, two.labels_) >= 0.99      # one flipped sample: ARI ≈ 0.9987
+    # Unit-norm embeddings; measured max |difference| 2e-4 (1 thread) to 4e-4 (2 threads): 5e-3 is over 10x that
+    # and far below the distance between clusters.
+    np.testing.assert_allclose(one.embedding_, two.embedding_, rtol=0, atol=5e-3)
