@@ -45,13 +45,20 @@ def selected_cos(kn: torch.Tensor, cn: torch.Tensor, a: torch.Tensor) -> torch.T
     return (kn * torch.gather(cn, 2, a.unsqueeze(1).expand(-1, cn.shape[1], -1))).sum(dim=1)
 
 
+def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float32 for sums and counts of low-precision values (bf16 stops counting at 256: 256 + 1 rounds to 256)."""
+    return torch.promote_types(dtype, torch.float32)
+
+
 def aggregate(v: torch.Tensor, cv: torch.Tensor, a: torch.Tensor, weight: torch.Tensor | None = None):
-    """Eq. 6: R_o = (Cv_o + Σ_{n: a(n)=o} w_n V_n) / (1 + |{n: a(n)=o}|), w = 1 unless given (CoC)."""
-    src = v if weight is None else v * weight.unsqueeze(1)
-    sums = torch.zeros_like(cv).scatter_add(2, a.unsqueeze(1).expand_as(v), src)
-    counts = torch.zeros(cv.shape[0], 1, cv.shape[2], dtype=cv.dtype, device=cv.device)
-    counts.scatter_add_(2, a.unsqueeze(1), torch.ones_like(a, dtype=cv.dtype).unsqueeze(1))
-    return (cv + sums) / (1.0 + counts)
+    """Eq. 6: R_o = (Cv_o + Σ_{n: a(n)=o} w_n V_n) / (1 + |{n: a(n)=o}|), w = 1 unless given (CoC).
+    Sums and counts accumulate in float32 (float64 stays float64); R is cast back to the values' dtype."""
+    acc = accumulation_dtype(cv.dtype)
+    src = (v if weight is None else v * weight.unsqueeze(1)).to(acc)
+    sums = torch.zeros(cv.shape, dtype=acc, device=cv.device).scatter_add(2, a.unsqueeze(1).expand_as(v), src)
+    counts = torch.zeros(cv.shape[0], 1, cv.shape[2], dtype=acc, device=cv.device)
+    counts.scatter_add_(2, a.unsqueeze(1), torch.ones(a.shape, dtype=acc, device=a.device).unsqueeze(1))
+    return ((cv.to(acc) + sums) / (1.0 + counts)).to(cv.dtype)
 
 
 def dispatch(r: torch.Tensor, a: torch.Tensor, s: torch.Tensor) -> torch.Tensor:

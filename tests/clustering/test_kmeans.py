@@ -138,3 +138,12 @@ def test_pass_split_over_worker_threads_equals_one_worker(dtype):
     (s1, n1, ch1, l1, d1), (s3, n3, ch3, l3, d3) = out[1], out[3]
     assert torch.equal(l1, l3) and torch.equal(n1, n3) and torch.equal(ch1, ch3) and torch.equal(d1, d3)
     assert torch.allclose(s1, s3, rtol=1e-12, atol=0)
+
+
+def test_bf16_rows_cluster_as_their_float32_values():
+    # counts and sums never accumulate in bf16 (which stops counting at 256): clusters of thousands of rows
+    x, _ = make_blobs(6000, 8, centers=3, random_state=0)
+    low = torch.tensor(x).bfloat16()
+    a, b = kmeans(low, 3, seed=0), kmeans(low.float(), 3, seed=0)
+    assert torch.equal(a.labels, b.labels) and a.inertia == pytest.approx(b.inertia, rel=1e-6)
+    assert torch.bincount(a.labels).min() > 1000
