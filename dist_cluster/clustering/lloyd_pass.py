@@ -22,6 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
+from dist_cluster.precision import exact_float32
+
 TILE_ELEMENTS = 1 << 21        # rows × k of one score tile (8 MiB in float32) on CPU
 # Below this width the rows get a column of ones and the centres one of ‖c‖², so that a single GEMM gives
 # ‖c‖² − 2·x·c (adding the bias to a score tile after the GEMM costs as much as a GEMM of 32 columns).
@@ -111,6 +113,7 @@ class LloydPass:
         finally:
             torch.set_num_threads(outer)
 
+    @exact_float32()
     def run(self, c: torch.Tensor, with_sums: bool) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
         """Assign every row to its nearest centre of c (k, d).
 

@@ -12,6 +12,7 @@ import math
 import torch
 
 from dist_cluster.distributed import all_gather_nograd, all_reduce_sum, broadcast, rank
+from dist_cluster.precision import exact_float32
 
 
 def shard_offsets(n_local: int, device) -> torch.Tensor:
@@ -20,6 +21,7 @@ def shard_offsets(n_local: int, device) -> torch.Tensor:
     return torch.cat([sizes.new_zeros(1), sizes.cumsum(0)])
 
 
+@exact_float32()
 def sq_dist(x: torch.Tensor, c: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
     """Squared Euclidean distances (n, m) in float64 between rows of x and the few rows of c, x in chunks."""
     c_sq = (c * c).sum(1)

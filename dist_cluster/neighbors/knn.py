@@ -46,6 +46,7 @@ from dist_cluster.distributed import (
 )
 from dist_cluster.neighbors import rescore as rescore_
 from dist_cluster.neighbors.topk import RunningTopK, lexsort_rows
+from dist_cluster.precision import exact_float32
 
 PAD_ID = torch.iinfo(torch.int64).max     # id of padding rows; they score -inf and sort last
 # MKL's dgemm rounds the last few columns of a product differently from the others; zero guard rows at the
@@ -132,6 +133,7 @@ def _query_tiles(x: torch.Tensor, rows, tile: int) -> list[tuple[torch.Tensor, t
     return out
 
 
+@exact_float32()
 def _score(q, blk, neg_sq, out, metric):
     """Scores (rows of q) × (rows of blk) into out: q·b for cosine, 2 q·b − ‖b‖² for l2 (same order per query)."""
     if metric == "l2":

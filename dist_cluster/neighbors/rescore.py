@@ -13,6 +13,8 @@ import contextlib
 
 import torch
 
+from dist_cluster.precision import exact_float32
+
 UNIT_ROUNDOFF = {torch.bfloat16: 2.0 ** -8, torch.float16: 2.0 ** -11}
 # `gemm_dtype="auto"` takes bfloat16 candidates from this width on: below it, selecting and re-scoring the
 # wider candidate lists costs more than the faster GEMM saves (measured on an AMX CPU: 0.82x the float32
@@ -70,6 +72,7 @@ def positions(gid: torch.Tensor, ids: torch.Tensor, identity: bool) -> torch.Ten
     return order[torch.searchsorted(gid[order], ids).clamp_max(len(gid) - 1)]
 
 
+@exact_float32()
 def exact_scores(q: torch.Tensor, pos: torch.Tensor, marks: torch.Tensor, blocks, metric: str) -> torch.Tensor:
     """Scores of query i against database position pos[i, j], in q's precision, block by block.
 
