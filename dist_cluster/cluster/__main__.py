@@ -4,6 +4,10 @@
 Shards DATA once (cached by content hash under --data-root), sizes the method's recipe to it, trains through
 the normal launcher path and writes, in the run directory: clusters.csv (index, cluster, confidence),
 results_table.{json,md} and figures/results_table.png, summary.json, plus the usual run files.
+
+`key=value` overrides reach the method's recipe; a key this command sets from its options or from DATA
+(run_dir, seed, data.train, data.eval, the cluster count, ...) is refused before anything is written, naming
+the option to use instead, and so is every override with --method kmeans (which trains nothing).
 """
 from __future__ import annotations
 
@@ -14,12 +18,27 @@ import sys
 from dist_cluster.cluster.arrays import InputError, check_k
 from dist_cluster.cluster.configs import METHODS
 
+# Set by this command from its options or DATA: as overrides they would reach the training config but not the
+# report (or crash it after training), so they are refused with what to use instead.
+NOT_OVERRIDES = {
+    "run_dir": "use --run-dir DIR",
+    "seed": "use --seed N (and --n-init N for several seeds)",
+    "data": "pass the data as DATA",
+    "data.train": "pass the data as DATA",
+    "data.eval": "clusters.csv and the table cover DATA itself (clustering is transductive); for a separate "
+                 "evaluation split run a recipe with data.eval=",
+    "method.k": "use --k K",
+    "method.num_clusters": "use --k K",
+    "method.target": "this command sets it (the class that writes the predictions)",
+}
+
 
 def parse(argv):
     p = argparse.ArgumentParser(prog="python -m dist_cluster.cluster", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("data", help=".npy/.npz/.pt feature array, folder of images, or manifest .json")
-    p.add_argument("overrides", nargs="*", help="key=value config overrides (e.g. method.finetune_epochs=10)")
+    p.add_argument("overrides", nargs="*", help="key=value overrides of the method's recipe "
+                                                "(e.g. method.finetune_epochs=10)")
     p.add_argument("--method", choices=METHODS, default="cgmcr2")
     p.add_argument("--k", type=int, required=True, help="number of clusters")
     p.add_argument("--labels", help="labels file (.npy/.npz/.pt), optional")
@@ -33,12 +52,29 @@ def parse(argv):
     return p.parse_intermixed_args(argv)
 
 
+def check_overrides(method: str, overrides: list[str]) -> None:
+    """Refuse a `key=value` this command would not honour (fast: before DATA is read or anything written)."""
+    for arg in overrides:
+        key = arg.split("=", 1)[0].strip()
+        if "=" not in arg or not key:
+            raise InputError(f"expected key=value, got {arg!r}")
+        if key in NOT_OVERRIDES:
+            raise InputError(f"{arg!r} is not honoured by this command: {NOT_OVERRIDES[key]}")
+        if method == "kmeans":
+            raise InputError(f"{arg!r}: --method kmeans trains nothing, so it takes no key=value overrides "
+                             "(its options: --k, --seed, --run-dir, --nmi)")
+
+
 def plan(argv: list[str], world_size: int = 1):
     """Parse, shard DATA (cached), size the config and check everything a run needs, before any training:
     (args, data, run_dir, overrides). Raises InputError or ConfigError with the user's message."""
     from dist_cluster.cluster.configs import method_config
     from dist_cluster.cluster.inputs import image_features, resolve_data
     args = parse(argv)
+    check_overrides(args.method, args.overrides)
+    for o in args.overrides:
+        if o.startswith("method.nmi_average="):    # the CLI's own table follows the method's setting
+            args.nmi = o.split("=", 1)[1]
     data = resolve_data(args.data, args.data_root, args.labels, args.features_key, args.labels_key)
     if data.kind == "image" and args.method != "pici":
         data = image_features(data, args.data_root)
