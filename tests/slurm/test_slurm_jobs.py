@@ -55,7 +55,10 @@ def test_bad_recipe_or_override_fails_at_submission_and_submits_nothing(local_sl
 
 @pytest.mark.slow
 def test_requeued_job_ends_with_the_weights_of_an_uninterrupted_one(local_slurm, tmp_path):
-    common = ["engine.max_steps=20", "method.step_sleep=0.3", *FAST]
+    # Both jobs hold before their 5th step (step 4's checkpoint complete) until `go` exists: the signal lands
+    # while the job is surely mid-run, however slow the machine. A requeued start counts its steps afresh.
+    go = tmp_path / "go"
+    common = ["engine.max_steps=20", f"method.wait_for_file={go}", "method.wait_from_step=5", *FAST]
     (job,) = _submit(f"run_dir={tmp_path}/requeued", *common)
     (ref,) = _submit(f"run_dir={tmp_path}/straight", *common)   # queued behind; runs while the other waits
     first_ckpt = tmp_path / "requeued" / "checkpoints" / "step000000004" / "COMPLETE"
@@ -65,6 +68,7 @@ def test_requeued_job_ends_with_the_weights_of_an_uninterrupted_one(local_slurm,
         time.sleep(0.2)
     t_signal = time.time()
     job._interrupt(timeout=True)   # USR2 as at the time limit: checkpoint() + scontrol requeue
+    go.touch()
     summaries = wait_done(job, 400)
     reference = wait_done(ref, 400)
     history = read_history(tmp_path / "requeued")
