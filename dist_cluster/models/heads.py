@@ -22,12 +22,13 @@ class GlobalBatchNorm1d(nn.BatchNorm1d):
             return super().forward(x)
         dtype = torch.promote_types(x.dtype, torch.float32)
         xf = x.to(dtype)
-        n = all_reduce_sum(torch.tensor([float(x.shape[0])], dtype=torch.float64, device=x.device)).item()
+        # the global count stays on the device (a 0-dim float64: the same rounding as a Python float)
+        n = all_reduce_sum(torch.full((), float(x.shape[0]), dtype=torch.float64, device=x.device))
         mean = all_reduce_sum_with_grad(xf.sum(0)) / n
         centred = xf - mean
         var = all_reduce_sum_with_grad((centred * centred).sum(0)) / n
         if self.track_running_stats:
-            self._update_running(mean.detach(), var.detach() * n / max(n - 1.0, 1.0))
+            self._update_running(mean.detach(), var.detach() * n / (n - 1.0).clamp_min(1.0))
         y = centred * torch.rsqrt(var + self.eps)
         if self.affine:
             y = y * self.weight.to(dtype) + self.bias.to(dtype)

@@ -38,13 +38,16 @@ def _scale(d: int, count: torch.Tensor, eps: float, eps_is_squared: bool) -> tor
 
 
 def logdet_spd(m: torch.Tensor) -> torch.Tensor:
-    """log det of (a batch of) symmetric positive-definite matrices via Cholesky."""
-    chol = torch.linalg.cholesky(m)
-    return 2.0 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
+    """log det of (a batch of) symmetric positive-definite matrices via Cholesky; NaN where the factorisation
+    fails (cholesky_ex reports it on the device, so the engine's non-finite guard stops the run without the
+    host sync of torch.linalg.cholesky's error check)."""
+    chol, info = torch.linalg.cholesky_ex(m)
+    logdet = 2.0 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
+    return torch.where(info == 0, logdet, torch.nan)
 
 
 def global_count(n_local: int, device=None) -> torch.Tensor:
-    n = torch.tensor(float(n_local), dtype=torch.float64, device=device)
+    n = torch.full((), float(n_local), dtype=torch.float64, device=device)   # a fill: no blocking host copy
     return all_reduce_sum(n)
 
 
@@ -55,7 +58,7 @@ def coding_rate(z: torch.Tensor, eps: float, eps_is_squared: bool = False, gathe
     d = z.shape[1]
     gram = z.T @ z
     if gathered:
-        n = torch.tensor(float(z.shape[0]), dtype=torch.float64, device=z.device)
+        n = torch.full((), float(z.shape[0]), dtype=torch.float64, device=z.device)
     else:
         gram = all_reduce_sum_with_grad(gram)
         n = global_count(z.shape[0], z.device)

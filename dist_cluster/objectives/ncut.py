@@ -8,8 +8,10 @@ Every function here takes GLOBAL tensors (the method gathers Z, F and Π with au
 computes the same value; by the convention in dist_cluster.distributed.collectives the engine's mean of
 gradients is then the one-process gradient. Building the affinity costs n²·d per rank (n = global batch,
 2.3 GFLOP at n=3000, d=256, small beside the heads); the top-s affinity is kept sparse (n·s entries), so the
-cut costs n·s·k and never an n×n×k product. Degrees are row sums (paper) or column sums (code); the top-s
-matrix is not symmetric unless `symmetrize=True`.
+cut costs n·s·k and never an n×n×k product. The code's tie-inclusive top-s keeps a number of entries that
+depends on the data, so it stays a dense n×n matrix with the rest zeroed: a sparse form would read its size on
+the host every step. Degrees are row sums (paper) or column sums (code); the top-s matrix is not symmetric
+unless `symmetrize=True`.
 """
 from __future__ import annotations
 
@@ -60,8 +62,9 @@ def soft_threshold_affinity(f: torch.Tensor, b: torch.Tensor, k: int) -> torch.T
 
 
 # ---- post-processing -----------------------------------------------------------------------------------
-def keep_top_s(a: torch.Tensor, s: int, ties: bool = False) -> SparseAffinity:
-    """P_s: keep the s largest entries of every row (`ties=True`: every entry ≥ the s-th largest, as the code)."""
+def keep_top_s(a: torch.Tensor, s: int, ties: bool = False) -> Affinity:
+    """P_s: keep the s largest entries of every row, sparse (`ties=True`: every entry ≥ the s-th largest, as
+    the code, dense with the others zeroed)."""
     n = a.shape[0]
     s = min(s, a.shape[1])
     if not ties:
@@ -69,11 +72,12 @@ def keep_top_s(a: torch.Tensor, s: int, ties: bool = False) -> SparseAffinity:
         rows = torch.arange(n, device=a.device).repeat_interleave(s)
         return SparseAffinity(rows, cols.reshape(-1), vals.reshape(-1), n)
     kth = a.topk(s, dim=1).values[:, -1:]
-    rows, cols = torch.nonzero(a >= kth, as_tuple=True)
-    return SparseAffinity(rows, cols, a[rows, cols], n)
+    return torch.where(a >= kth, a, 0.0)
 
 
-def row_l2_normalize(aff: SparseAffinity) -> SparseAffinity:
+def row_l2_normalize(aff: Affinity) -> Affinity:
+    if not isinstance(aff, SparseAffinity):
+        return aff / (aff * aff).sum(1, keepdim=True).clamp_min(1e-24).sqrt()
     sq = aff.vals.new_zeros(aff.n).index_add(0, aff.rows, aff.vals * aff.vals)
     return aff._replace(vals=aff.vals / sq.clamp_min(1e-24).sqrt()[aff.rows])
 
@@ -107,10 +111,8 @@ def degrees(aff: Affinity, degree: str = "row") -> torch.Tensor:
 
 def quadratic(aff: Affinity, h: torch.Tensor) -> torch.Tensor:
     """tr(Hᵀ A H)."""
-    if isinstance(aff, SparseAffinity):
-        a = torch.sparse_coo_tensor(torch.stack([aff.rows, aff.cols]), aff.vals, (aff.n, aff.n),
-                                    check_invariants=False)
-        return (h * torch.sparse.mm(a, h)).sum()
+    if isinstance(aff, SparseAffinity):   # Σ_e a_e ⟨h_row, h_col⟩: CUDA's sparse matmul would coalesce (a sync)
+        return (aff.vals * (h[aff.rows] * h[aff.cols]).sum(1)).sum()
     return (h * (aff @ h)).sum()
 
 

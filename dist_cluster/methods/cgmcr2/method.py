@@ -85,7 +85,8 @@ class CgMCR2(Method):
         pi = memberships(logits, self.m.activation, self.m.tau)
         out = self.objective(z, pi, stage.loss_weights, f=f)
         with torch.no_grad():   # how many clusters the batch's argmax uses (collapse shows here first)
-            out["clusters_used"] = (torch.bincount(logits.argmax(1), minlength=self.m.k) > 0).sum().float()
+            used = torch.zeros(self.m.k, device=logits.device).index_fill_(0, logits.argmax(1), 1.0)
+            out["clusters_used"] = used.sum()   # a tensor: read on the host at log steps only
         return out
 
     def build_loaders(self, ctx):
