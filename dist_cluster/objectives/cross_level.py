@@ -28,14 +28,15 @@ def match_pseudo_labels(pseudo, head, num_clusters: int) -> torch.Tensor:
 
 @torch.no_grad()
 def match_global_batch(pseudo: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
-    """Matching on the global mini-batch (reference `match_scope: batch`): gathers p and argmax C (no grad)."""
-    p = all_gather_nograd(pseudo.long())
-    q = all_gather_nograd(probs.argmax(dim=1))
-    return match_pseudo_labels(p.cpu(), q.cpu(), probs.shape[1]).to(pseudo.device)
+    """Matching on the global mini-batch (reference `match_scope: batch`): gathers p and argmax C (no grad).
+    The assignment is solved on the host: p and q travel there in one copy (one host sync, one gather)."""
+    pq = all_gather_nograd(torch.stack([pseudo.long(), probs.argmax(dim=1)], dim=1)).cpu()
+    return match_pseudo_labels(pq[:, 0], pq[:, 1], probs.shape[1]).to(pseudo.device)
 
 
 def _global_mean(per_sample: torch.Tensor) -> torch.Tensor:
-    stats = all_reduce_sum_with_grad(torch.stack([per_sample.sum(), per_sample.new_tensor(per_sample.numel())]))
+    count = per_sample.new_full((), per_sample.numel())   # a fill: new_tensor would copy from the host
+    stats = all_reduce_sum_with_grad(torch.stack([per_sample.sum(), count]))
     return stats[0] / stats[1]
 
 

@@ -67,8 +67,8 @@ class FecClassification(Method):
 
     def build_loaders(self, ctx):
         from dist_cluster.data import build_train_loader
-        return build_train_loader(self.cfg.data, self.manifests()["train"], seed=self.cfg.seed, rank=ctx.env.rank,
-                                  world_size=ctx.env.world_size, views="train")
+        return FirstIndex(build_train_loader(self.cfg.data, self.manifests()["train"], seed=self.cfg.seed,
+                                             rank=ctx.env.rank, world_size=ctx.env.world_size, views="train"))
 
     def on_stage_start(self, stage, ctx, resumed: bool) -> None:
         self._rank, self._steps_done = ctx.env.rank, ctx.global_step
@@ -85,9 +85,12 @@ class FecClassification(Method):
             self.ema.update(self.model, step=step)
             self.ema_step.fill_(step)
 
-    def _mix(self, x, y, index):
-        seq = np.random.SeedSequence([self.cfg.seed, self._steps_done, self._rank,
-                                      int(index[0]) if len(index) else 0])
+    def _mix(self, x, y, index, first: int | None = None):
+        """Mixup/CutMix seeded from the batch's first sample index: `first` as the loader read it on the host,
+        else from `index` (on a GPU that read waits for the device)."""
+        if first is None:
+            first = int(index[0]) if len(index) else 0
+        seq = np.random.SeedSequence([self.cfg.seed, self._steps_done, self._rank, first])
         state = np.random.get_state()
         np.random.seed(int(seq.generate_state(1)[0]))
         try:
@@ -98,7 +101,7 @@ class FecClassification(Method):
     def forward(self, batch: dict, stage: Stage) -> dict[str, torch.Tensor]:
         x, y = batch["image"], batch["label"]
         if self.training and self.mixup is not None:
-            x, target = self._mix(x, y, batch["index"])
+            x, target = self._mix(x, y, batch["index"], batch.get("first_index"))
             logits = self.model(x)
             loss = self.train_loss(logits.float(), target)
         else:
@@ -149,3 +152,18 @@ class FecClassification(Method):
 
     def export_module(self) -> torch.nn.Module:
         return self.model
+
+
+class FirstIndex:
+    """A training loader whose batches also carry `first_index`, their first global sample index as a Python
+    int read before the batch moves to the device (the engine moves only tensors)."""
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def batches_per_epoch(self) -> int:
+        return self.loader.batches_per_epoch()
+
+    def epoch(self, epoch: int, start_batch: int = 0):
+        for b in self.loader.epoch(epoch, start_batch):
+            yield b | {"first_index": int(b["index"][0]) if len(b["index"]) else 0}

@@ -124,8 +124,9 @@ class PICI(Method):
 
     def _cli_targets(self, index: torch.Tensor, c_a: torch.Tensor, c_b: torch.Tensor) -> list[torch.Tensor]:
         p = self.pseudo[:, index.to(self.pseudo.device)]
-        if (p < 0).any():
-            raise RuntimeError("boost step without pseudo-labels for this batch (on_stage_start did not run?)")
+        # checked on the device (an `if` would wait for it): raises here on the CPU, a device-side assert on CUDA
+        torch._assert_async((p >= 0).all(), "boost step without pseudo-labels for this batch (on_stage_start "
+                            "did not run?)")
         if self.cfg.method.match_scope == "batch":
             return [match_global_batch(p[k], c)[p[k]] for k, c in enumerate((c_a, c_b))]
         return [self.mapping[k][p[k]] for k in range(2)]

@@ -83,8 +83,8 @@ class UnicMethod(Method):
         logits = self.head(self.embed(torch.cat(parts)))
         probs = torch.softmax(logits.float(), dim=1).chunk(len(parts))
         terms = unic_losses(probs[0], probs[1], probs[2] if len(parts) == 3 else None, self.cfg.method.eps)
-        with torch.no_grad():
-            used = torch.bincount(probs[0].argmax(1), minlength=probs[0].shape[1]).gt(0).sum().float()
+        with torch.no_grad():   # static size (bincount sizes its output from the max: a host sync on CUDA)
+            used = torch.zeros(probs[0].shape[1], device=logits.device).index_fill_(0, probs[0].argmax(1), 1.0).sum()
         return {f"loss/{k}": v for k, v in terms.items()} | {"entropy": -terms["ent"].detach(),
                                                               "clusters_used_batch": used}
 
