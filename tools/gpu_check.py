@@ -1,206 +1,134 @@
-"""The prepared GPU check: `python tools/gpu_check.py [--quick]` on a machine with one or more CUDA GPUs.
+"""The prepared GPU check: `python tools/gpu_check.py [--out runs/gpu_check/rows.jsonl]` on a machine with a GPU.
 
-Prints one table and exits non-zero on any failure (2 with a one-line message when there is no CUDA device):
-  - every recipe family (CgMCR², FEC, UNIC, PICI) with tiny overrides, on 1 process (NCCL group) and on 2
-    processes sharing GPU 0 (`cpu:gloo,cuda:gloo`: NCCL refuses two ranks on one device), each checked for
-    finite losses, a complete checkpoint and a resume;
-  - FEC-S/B/L training images/s at batch 256 in bf16 and fp32 beside timm's resnet50 (paper, V100 fp32:
-    1042.9 / 754.1 / 342.1 img/s);
-  - CgMCR² ms per training iteration at batch 512 (paper: 22.9 ms on a 3080 Ti);
-  - exact kNN of 1,000,000 × 768 fp16 unit vectors (time; lists equal to a float32 brute force on a sample);
-  - the coding rate Rc with k = 1000 clusters, n = 4096, d = 128 (forward + backward ms).
-Everything runs from data on disk (scikit-learn's digits, scikit-image's photos): nothing is downloaded.
+Finishes within --budget seconds (230): every row is reported, as ok, FAIL (with its error line) or skipped
+(its deadline passed: its processes were killed). Each row is appended to --out (JSON lines) and to the .md
+beside it the moment it finishes, so a killed run still reports; the table is printed at the end.
+  1. timed rows, alone on the GPU (one worker process, tools/gpu_check_timed.py): kernels (kNN, k-means,
+     coding rate) against plain torch; inference FPS at batch 256 the paper's way, with the ratio to resnet50;
+     training images/s;
+  2. the recipe checks (tools/gpu_check_recipes.py), --jobs at once on the data written once: every family on
+     1 process and on 2 processes sharing GPU 0, fec_large under the deepspeed launcher, each resumed by a
+     second launch; with engine.final_eval=false (no final evaluation, tables or figures) and, where the
+     engine has it, engine.count_syncs=true for the host-syncs-per-step rows.
+`--dry-run` runs the same machinery on the CPU with tiny sizes, one recipe check and two probes of the
+harness (a failing launch, a launch past its limit). Exit status: 0 when every row is as expected, 1 if not,
+2 without a CUDA device (and no --dry-run).
 """
 from __future__ import annotations
 
-import json
-import math
+import argparse
 import os
-import subprocess
+import re
+import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
-import torch
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT, os.path.join(ROOT, "tests", "fec")]
-ROWS: list[tuple[str, str, str, str]] = []   # check, result, reference, status
-
-
-def row(check: str, result: str, reference: str = "", ok: bool = True) -> None:
-    ROWS.append((check, result, reference, "ok" if ok else "FAIL"))
-    print(f"  {check}: {result} {'' if ok else '(FAIL)'}", flush=True)
+from gpu_check_recipes import ROOT, run_check, specs
+from gpu_check_rows import PROCS, Report, Row, launch, stream_rows
+from gpu_check_timed import plan
 
 
-def attempt(name: str, fn) -> None:
-    try:
-        fn()
-    except Exception as e:   # one failed check must not hide the others
-        row(name, f"{type(e).__name__}: {str(e).strip().splitlines()[-1][:150] if str(e).strip() else ''}", ok=False)
+def parse(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--out", default="runs/gpu_check/rows.jsonl")
+    p.add_argument("--budget", type=float, default=230.0, help="seconds until every row is reported")
+    p.add_argument("--timed-budget", type=float, default=100.0, help="seconds for the timed rows")
+    p.add_argument("--row-limit", type=float, default=45.0, help="seconds for one timed row")
+    p.add_argument("--jobs", type=int, default=4, help="recipe checks at once")
+    p.add_argument("--dry-run", action="store_true", help="the harness on the CPU, tiny sizes")
+    p.add_argument("--select", default="", help="only the rows whose name matches this regular expression")
+    p.add_argument("--keep", action="store_true", help="keep the work folder (run directories, launch logs)")
+    return p.parse_args(argv)
 
 
-# ---- recipes on the real launchers ---------------------------------------------------------------------------
-def _launch(nproc: int, recipe: str, args: list[str], env: dict) -> subprocess.CompletedProcess:
-    cmd = [sys.executable] if nproc == 1 else [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node",
-                                                str(nproc), "--master_port", str(29600 + os.getpid() % 300)]
-    return subprocess.run(cmd + [os.path.join(ROOT, "recipes", f"{recipe}.py"), *args], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+def timed_rows(names: dict, device: str, size: str, env: dict, args, report: Report, end: float, work: str) -> None:
+    left = list(names)
+    while left and time.monotonic() < end:   # a row killed at its limit: a new worker for the rest
+        cmd = [sys.executable, os.path.join(ROOT, "tools", "gpu_check_timed.py"), device, size, *left]
+        left = stream_rows(cmd, env, ROOT, left, names, args.row_limit, end, report, os.path.join(work, "timed"))
+    for key in left:
+        report.add(Row(*names[key], status="skipped", error="budget spent before it started"))
 
 
-def _recipe_check(family: str, recipe: str, args: list[str], steps: tuple[int, int], nproc: int, work: str) -> None:
-    from dist_cluster import checkpoint as ckpt
-    env = dict(os.environ, PYTHONWARNINGS="ignore")
-    if nproc > 1:
-        env["DIST_CLUSTER_BACKEND"] = "cpu:gloo,cuda:gloo"
-    run_dir = os.path.join(work, f"{family}_{nproc}")
-    t0 = time.time()
-    for i, n in enumerate(steps):
-        res = _launch(nproc, recipe, args + [f"run_dir={run_dir}", f"engine.max_steps={n}", "engine.progress=false",
-                                             "engine.log_every=1"], env)
-        if res.returncode != 0:
-            raise RuntimeError(res.stderr.strip().splitlines()[-1] if res.stderr.strip() else f"rc {res.returncode}")
-        if i == 1 and "resumed from" not in res.stdout:
-            raise RuntimeError("second launch did not resume")
-    losses = [r["loss"] for r in map(json.loads, open(os.path.join(run_dir, "metrics.jsonl"))) if r["kind"] == "train"]
-    tag = ckpt.latest(os.path.join(run_dir, "checkpoints"))
-    ok = bool(losses) and all(math.isfinite(v) for v in losses) and tag is not None
-    row(f"{family}, {nproc} process{'es' if nproc > 1 else ''}",
-        f"{len(losses)} steps, loss {losses[-1]:.4g}, {tag}, resumed, {time.time() - t0:.0f} s", "", ok)
+def prepare_data(work: str, env: dict, report: Report, end: float) -> None:
+    res = launch([sys.executable, os.path.join(ROOT, "tools", "gpu_check_recipes.py"), work],
+                 dict(env, CUDA_VISIBLE_DEVICES=""), ROOT, end, os.path.join(work, "prepare"))
+    ok = res.rc == 0
+    report.add(Row("data", "tiny data, written once for every check", res.stdout.strip() if ok else "",
+                   status="ok" if ok else ("skipped" if res.rc is None else "FAIL"), seconds=round(res.seconds, 1),
+                   error="" if ok else res.error))
 
 
-def recipe_checks(work: str) -> None:
-    from fec_tiny_data import tiny_overrides, write_image_folder
-    data = os.path.join(work, "data")
-    images = write_image_folder(os.path.join(work, "images"))
-    families = {
-        "CgMCR²": ("cgmcr2_digits", [f"data.root={data}", "method.baselines=[]", "data.batch_size=256"], (2, 4)),
-        "FEC": ("fec_small", tiny_overrides(images, data, "unused") + ["method.num_classes=3", "method.epochs=2"],
-                (2, 4)),
-        "UNIC": ("unic_fmnist", ["data=digits_pixels", f"data.root={data}", "method.feature_norm=zscore",
-                                 "method.tau2=400", "method.head_hidden=64", "method.epochs=2", "data.batch_size=32"],
-                 (2, 4)),
-        "PICI": ("pici_digits", [f"data.root={data}", "data.train_samples=480", "data.batch_size=48",
-                                 "method.pretrain_epochs=1", "method.train_epochs=1", "method.boost_epochs=1",
-                                 "engine.eval_every=0", "method.tsne_samples=0", "method.recon_images=4"], (5, 12)),
-    }
-    for family, (recipe, args, steps) in families.items():
-        args = [a for a in args if not a.startswith("run_dir=")]
-        for nproc in (1, 2):
-            attempt(f"{family}, {nproc} process{'es' if nproc > 1 else ''}",
-                    lambda: _recipe_check(family, recipe, args, steps, nproc, work))
-
-
-# ---- throughput and kernels ----------------------------------------------------------------------------------
-def _cuda_ms(fn, reps: int = 10, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end))
-    return sorted(times)[len(times) // 2]
-
-
-def fec_throughput(quick: bool) -> None:
-    import timm
-
-    import dist_cluster.models  # noqa: F401  (registers fec_small/base/large with timm)
-    paper = {"fec_small": "1042.9", "fec_base": "754.1", "fec_large": "342.1", "resnet50": ""}
-    batch = 64 if quick else 256
-    for name in ("fec_small", "fec_base", "fec_large", "resnet50"):
-        for precision in ("bf16", "fp32"):
-            def one():
-                model = timm.create_model(name, num_classes=1000).cuda().to(memory_format=torch.channels_last)
-                opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-                x = torch.randn(batch, 3, 224, 224, device="cuda").contiguous(memory_format=torch.channels_last)
-                y = torch.randint(0, 1000, (batch,), device="cuda")
-
-                def step():
-                    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=precision == "bf16"):
-                        loss = torch.nn.functional.cross_entropy(model(x), y)
-                    loss.backward()
-                    opt.step()
-                    opt.zero_grad(set_to_none=True)
-                ms = _cuda_ms(step, reps=5 if quick else 10)
-                row(f"{name} train {precision}, batch {batch}", f"{batch / ms * 1000:.1f} img/s",
-                    f"{paper[name]} img/s (V100, paper)" if paper[name] and precision == "fp32" else "")
-            attempt(f"{name} train {precision}", one)
-            torch.cuda.empty_cache()
-
-
-def cgmcr2_iteration() -> None:
-    from dist_cluster.config import ExperimentConfig
-    from dist_cluster.launch import build_method
-    from dist_cluster.methods.base import total_loss
-    from dist_cluster.methods.cgmcr2.config import CgMCR2Config
-    cfg = ExperimentConfig(method=CgMCR2Config(in_dim=768, k=10))
-    method = build_method(cfg).cuda().train()
-    stage = method.stages()[-1]
-    opt = torch.optim.Adam(method.parameters(), lr=1e-4)
-    batch = {"feature": torch.randn(512, 768, device="cuda"), "index": torch.arange(512, device="cuda"),
-             "label": torch.zeros(512, dtype=torch.long, device="cuda")}
-
-    def step():
-        loss = total_loss(method(batch, stage), stage)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-    row("CgMCR² iteration, batch 512", f"{_cuda_ms(step):.1f} ms", "22.9 ms (3080 Ti, paper)")
-
-
-def knn_million(quick: bool) -> None:
-    from dist_cluster.neighbors import knn
-    n = 200_000 if quick else 1_000_000
-    g = torch.Generator(device="cuda").manual_seed(0)
-    x = torch.nn.functional.normalize(torch.randn(n, 768, device="cuda", generator=g), dim=1).half()
-    torch.cuda.synchronize()
-    t0 = time.time()
-    res = knn(x, 10, metric="cosine", self_first=False)
-    torch.cuda.synchronize()
-    seconds = time.time() - t0
-    sample = torch.randperm(n, device="cuda", generator=g)[:1000]
-    ref = (x[sample].float() @ x.float().T).topk(10, dim=1).indices
-    same = (res.index[sample].sort(1).values == ref.sort(1).values).all(1).float().mean().item()
-    row(f"exact kNN {n:,} × 768 fp16, k 10", f"{seconds:.1f} s, {same:.1%} of sampled lists = fp32 brute force",
-        "faiss-gpu IndexFlatIP", same >= 0.99)
-
-
-def coding_rate_k1000() -> None:
-    from dist_cluster.objectives.coding_rate import cluster_coding_rate
-    z = torch.nn.functional.normalize(torch.randn(4096, 128, device="cuda"), dim=1).requires_grad_()
-    pi = torch.softmax(torch.randn(4096, 1000, device="cuda"), dim=1).requires_grad_()
-
-    def fwd_bwd():
-        cluster_coding_rate(z, pi, 0.5).backward()
-    row("coding rate Rc, k 1000, n 4096, d 128", f"{_cuda_ms(fwd_bwd):.1f} ms forward + backward")
-
-
-def main() -> int:
-    if not torch.cuda.is_available():
-        print("gpu_check: no CUDA device visible (torch.cuda.is_available() is False); run it on a GPU machine",
-              file=sys.stderr)
+def main(argv=None) -> int:
+    args = parse(argv)
+    t0 = time.monotonic()
+    import torch
+    cuda = torch.cuda.is_available()
+    if not cuda and not args.dry_run:
+        print("gpu_check: no CUDA device visible (torch.cuda.is_available() is False); run it on a GPU machine, "
+              "or with --dry-run", file=sys.stderr)
         return 2
-    quick = "--quick" in sys.argv
-    print(f"gpu_check on {torch.cuda.get_device_name(0)} × {torch.cuda.device_count()}, torch {torch.__version__}",
-          flush=True)
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    with tempfile.TemporaryDirectory() as work:
-        recipe_checks(work)
-    attempt("FEC throughput", lambda: fec_throughput(quick))
-    attempt("CgMCR² iteration", cgmcr2_iteration)
-    attempt("exact kNN", lambda: knn_million(quick))
-    attempt("coding rate", coding_rate_k1000)
-    width = max(len(r[0]) for r in ROWS)
-    print(f"\n| {'check':<{width}} | result | reference | status |\n|{'-' * (width + 2)}|---|---|---|")
-    for check, result, ref, status in ROWS:
-        print(f"| {check:<{width}} | {result} | {ref} | {status} |")
-    return 1 if any(r[3] != "ok" for r in ROWS) else 0
+    from dataclasses import fields
+
+    import dist_cluster.checkpoint  # noqa: F401  (imported once here, not by the pool's threads at once)
+    import dist_cluster.distributed.spawn  # noqa: F401
+    import dist_cluster.logging  # noqa: F401
+    from dist_cluster.config.schema import EngineConfig
+    count_syncs = "count_syncs" in {f.name for f in fields(EngineConfig)}
+    device, size = ("cpu", "tiny") if args.dry_run else ("cuda", "full")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONWARNINGS="ignore")
+    env.setdefault("OMP_NUM_THREADS", "1" if args.dry_run else "2")
+    if args.dry_run:
+        env["DS_ACCELERATOR"] = "cpu"
+    report, end = Report(args.out, t0), t0 + args.budget
+    gpu = f"{torch.cuda.get_device_name(0)} × {torch.cuda.device_count()}" if cuda else "no GPU"
+    report.add(Row("info", "machine", f"{gpu}, torch {torch.__version__}, {os.cpu_count()} cores; "
+                   f"{'dry run on the CPU' if args.dry_run else 'GPU run'}, budget {args.budget:.0f} s"))
+    work = tempfile.mkdtemp(prefix="gpu_check_")
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _stop)
+    chosen = re.compile(args.select or ".").search
+    names = {k: v for k, v in plan(size).items() if chosen(v[1])}
+    checks = [s for s in specs(work, args.dry_run) if chosen(s.name)]
+    try:
+        prep = threading.Thread(target=prepare_data, args=(work, env, report, end))
+        if checks:
+            prep.start()      # CPU only: it may overlap the timed rows
+        timed_rows(names, device, size, env, args, report, min(end, t0 + args.timed_budget), work)
+        if checks:
+            prep.join()
+        env2 = dict(env, DIST_CLUSTER_BACKEND="cpu:gloo,cuda:gloo") if cuda and not args.dry_run else env
+        with ThreadPoolExecutor(args.jobs) as pool:
+            for spec in checks:
+                pool.submit(_guarded, spec, work, env2 if spec.launcher == "torchrun" else env, end, report,
+                            count_syncs)
+    except KeyboardInterrupt:
+        print("gpu_check: interrupted; the rows so far are in", args.out, file=sys.stderr)
+    finally:
+        PROCS.close()
+        print("\n" + report.table(), flush=True)
+        print(f"\n{len(report.rows)} rows in {time.monotonic() - t0:.0f} s: {args.out} and "
+              f"{os.path.splitext(args.out)[0]}.md" + (f"; work folder {work}" if args.keep else ""))
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0 if all(r.status in (r.expected, "n/a") for r in report.rows) else 1
+
+
+def _guarded(spec, work, env, end, report, count_syncs) -> None:
+    try:
+        run_check(spec, work, env, end, report, count_syncs)
+    except Exception as e:   # stopped, or a fault of the harness itself: still a row
+        report.add(Row("recipe", spec.name, status="skipped" if PROCS.closed else "FAIL", expected=spec.expect,
+                       error=f"{type(e).__name__}: {e}"))
+
+
+def _stop(*_) -> None:
+    PROCS.close()         # before unwinding: the pool's threads then end at once
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":
