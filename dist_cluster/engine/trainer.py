@@ -16,7 +16,7 @@ import torch
 from dist_cluster import checkpoint as ckpt
 from dist_cluster.checkpoint import rng
 from dist_cluster.data import skips
-from dist_cluster.distributed import all_reduce_sum, barrier
+from dist_cluster.distributed import all_reduce_sum, barrier, main_only
 from dist_cluster.engine.device_data import channels_last_batches, device_batches
 from dist_cluster.engine.guard import FiniteGuard, NonFiniteLossError, params_finite
 from dist_cluster.engine.setup import build_optimizer, deepspeed_config, stage_scheduler
@@ -258,7 +258,8 @@ class Trainer:
         report = self.cfg.engine.final_eval   # false: no final evaluation, table or figures (checks, benchmarks)
         final = self.last_eval[1] if fresh else (self.evaluate() if report else {})
         self.method.on_train_end(ctx)
-        figures = (self.method.write_figures(ctx) or []) if report else []
+        # rank 0 writes the report; the others wait on a group whose timeout covers it, not the training one's
+        figures = (main_only(lambda: self.method.write_figures(ctx) or [])) if report else []
         summary = {"metrics": final, "global_step": ctx.global_step, "epochs_done": ctx.epoch + 1,
                    "stopped_at_max_steps": stopped, "resumed_from": resumed_from,
                    "world_size": ctx.env.world_size, "wall_time_s": round(time.time() - t_start, 2),

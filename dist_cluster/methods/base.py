@@ -101,7 +101,8 @@ class Method(nn.Module):
         return {}
 
     def write_figures(self, ctx: "RunContext") -> list[str]:
-        """Write PNGs into ctx.figures_dir at the end of training (rank 0 only is called); return paths."""
+        """Write PNGs into ctx.figures_dir at the end of training; return paths. Called on rank 0 only, while the
+        other ranks wait (no collectives in here)."""
         return []
 
     def export_module(self) -> nn.Module:

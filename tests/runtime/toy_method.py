@@ -27,6 +27,7 @@ class ToyConfig:
     # 300 s): a test holds the run mid-training for as long as it needs, instead of racing it with a sleep.
     wait_for_file: str = ""
     wait_from_step: int = 1
+    report_sleep: float = 0.0      # a slow end-of-run report (rank 0's write_figures), in seconds
 
 
 class DigitsLoader:
@@ -112,6 +113,12 @@ class ToyMethod(Method):
         if self.cfg.method.log_hooks and int(os.environ.get("RANK", 0)) == 0:
             with open(os.path.join(self.cfg.resolved_run_dir(), "hooks.jsonl"), "a") as f:
                 f.write(json.dumps(event) + "\n")
+
+    def write_figures(self, ctx):
+        if self.cfg.method.report_sleep and ctx.env.is_main:   # as the methods' reports: rank 0's work
+            import time
+            time.sleep(self.cfg.method.report_sleep)
+        return []
 
     def build_loaders(self, ctx):
         return DigitsLoader(self.x, self.y, self.cfg.data.batch_size, self.cfg.seed, ctx.env.rank,

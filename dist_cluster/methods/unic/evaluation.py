@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dist_cluster.distributed import broadcast_object, rank
+from dist_cluster.distributed import main_only
 from dist_cluster.eval import cluster_acc, cluster_metrics
 
 
@@ -18,10 +18,8 @@ def gcd_accuracy_v1(y_true, y_pred, old_classes) -> dict[str, float]:
 
 def kmeans_metrics(embeddings, y_true, k: int, seed: int, n_init: int = 10) -> dict[str, float]:
     """ACC/NMI/ARI of scikit-learn k-means on the embeddings (computed on rank 0, shared with all ranks)."""
-    out = None
-    if rank() == 0:
+    def fit():
         from sklearn.cluster import KMeans
-        x = np.asarray(embeddings, dtype=np.float32)
-        pred = KMeans(k, n_init=n_init, random_state=seed).fit_predict(x)
-        out = cluster_metrics(y_true, pred)
-    return broadcast_object(out)
+        pred = KMeans(k, n_init=n_init, random_state=seed).fit_predict(np.asarray(embeddings, dtype=np.float32))
+        return cluster_metrics(y_true, pred)
+    return main_only(fit)
