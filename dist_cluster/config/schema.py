@@ -43,6 +43,9 @@ class EngineConfig:
     compile: bool = False          # torch.compile the method's model (GPU runs; a recipe may set it)
     channels_last: bool = True     # on CUDA, NHWC image batches for convolutional methods (parameters unchanged)
     dist_timeout_min: float = 30.0  # a collective waiting longer than this fails the run instead of hanging
+    # count host syncs of non-log steps (engine/syncs.py; a diagnostic that slows steps); logs the most seen in
+    # one step as diag/host_syncs_per_step
+    count_syncs: bool = False
 
 
 @dataclass

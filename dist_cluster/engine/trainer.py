@@ -4,6 +4,7 @@ It knows methods only through dist_cluster.methods.base (Method, Stage, Loader, 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -20,6 +21,7 @@ from dist_cluster.distributed import all_reduce_sum, barrier, main_only
 from dist_cluster.engine.device_data import channels_last_batches, device_batches
 from dist_cluster.engine.guard import FiniteGuard, NonFiniteLossError, params_finite
 from dist_cluster.engine.setup import build_optimizer, deepspeed_config, stage_scheduler
+from dist_cluster.engine.syncs import HostSyncCounter
 from dist_cluster.methods.base import total_loss
 
 __all__ = ["Trainer", "NonFiniteLossError"]
@@ -143,25 +145,29 @@ class Trainer:
 
     # ---- the loop ------------------------------------------------------------------------------------------
     def _train_step(self, batch: dict, stage, where: str, boundary: bool, log: bool) -> tuple[list | None, dict]:
-        out = self.engine(batch, stage)
-        loss = total_loss(out, stage)
-        self.guard.check_loss(loss)
-        self.engine.backward(loss)
-        if not boundary:
-            self.engine.step()
-            return None, out
-        keys = sorted(k for k, v in out.items() if isinstance(v, torch.Tensor) and v.numel() == 1) if log else []
-        bad, vals = self.guard.reduce(loss, [out[k] for k in keys])
-        if bad:
-            self.skipped_steps += 1
-            if self.skipped_steps > self.cfg.engine.skip_nonfinite:
-                self._stop(f"non-finite loss or gradient at {where}, step {self.ctx.global_step + 1}", out)
-            print(f"skipping step {self.ctx.global_step + 1} at {where}: non-finite loss or gradient "
-                  f"({self.skipped_steps} of engine.skip_nonfinite={self.cfg.engine.skip_nonfinite})", flush=True)
-            self._skip_update()
-        else:
-            self.engine.step()
-        return vals, dict(zip(["loss"] + keys, vals))
+        # engine.count_syncs: host syncs of a non-log step's forward, backward and update (a GPU counts its own)
+        counting = self.cfg.engine.count_syncs and not log
+        syncs = HostSyncCounter(cpu=self.ctx.device.type == "cpu") if counting else contextlib.nullcontext()
+        with syncs:
+            out = self.engine(batch, stage)
+            loss = total_loss(out, stage)
+            self.guard.check_loss(loss)
+            self.engine.backward(loss)
+            keys = sorted(k for k, v in out.items() if isinstance(v, torch.Tensor) and v.numel() == 1) if log else []
+            bad, vals = self.guard.reduce(loss, [out[k] for k in keys]) if boundary else (False, None)
+            if bad:
+                self.skipped_steps += 1
+                if self.skipped_steps > self.cfg.engine.skip_nonfinite:
+                    self._stop(f"non-finite loss or gradient at {where}, step {self.ctx.global_step + 1}", out)
+                print(f"skipping step {self.ctx.global_step + 1} at {where}: non-finite loss or gradient "
+                      f"({self.skipped_steps} of engine.skip_nonfinite={self.cfg.engine.skip_nonfinite})",
+                      flush=True)
+                self._skip_update()
+            else:
+                self.engine.step()
+        if counting:
+            self.max_step_syncs = max(getattr(self, "max_step_syncs", 0), syncs.total)
+        return (vals, dict(zip(["loss"] + keys, vals))) if boundary else (None, out)
 
     def _run_epoch(self, si: int, epoch: int, start_batch: int, loader, sched, n_batches: int) -> bool:
         """One epoch of stage si from start_batch; True when engine.max_steps stopped the run inside it."""
@@ -275,6 +281,7 @@ class Trainer:
         rec = dict(rec)
         rec["lr"] = max(g["lr"] for g in self.optimizer.param_groups)
         rec |= {"stage": self.ctx.stage.name, "epoch": self.ctx.epoch}
+        rec |= {"diag/host_syncs_per_step": self.max_step_syncs} if hasattr(self, "max_step_syncs") else {}
         self.ctx.logger.log(rec, self.ctx.global_step, kind="train", echo=not self.bar)
 
     def evaluate(self) -> dict:
