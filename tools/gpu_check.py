@@ -110,6 +110,10 @@ def main(argv=None) -> int:
         print("gpu_check: interrupted; the rows so far are in", args.out, file=sys.stderr)
     finally:
         PROCS.close()
+        done = [r.check for r in report.rows]
+        for section, check in [*names.values(), *(("recipe", c.name) for c in checks)]:
+            if not any(d.startswith(check) for d in done):   # interrupted before it ran
+                report.add(Row(section, check, status="skipped", error="not run: the check was stopped"))
         print("\n" + report.table(), flush=True)
         print(f"\n{len(report.rows)} rows in {time.monotonic() - t0:.0f} s: {args.out} and "
               f"{os.path.splitext(args.out)[0]}.md" + (f"; work folder {work}" if args.keep else ""))

@@ -16,6 +16,7 @@ ERROR = re.compile(r"Error|error:|Exception")
 RAISED = re.compile(r"^(error:|[\w.]*(Error|Exception|Exit)\b)")          # "ValueError: ...", "error: ..."
 BANNER = re.compile(r"ChildFailedError|elastic/|error_file|To enable traceback|exits with return code|^\s*raise ")
 RANK_PREFIX = re.compile(r"^\[(rank|default)\d*\]:\s?")
+SECTIONS = ("info", "kernel", "fps", "train", "data", "recipe", "syncs")
 
 
 @dataclass
@@ -66,9 +67,11 @@ class Report:
         return row
 
     def table(self) -> str:
-        w = max([len(r.check) for r in self.rows] + [5])
+        """All rows, grouped by section (the files keep the order they finished in)."""
+        rows = sorted(self.rows, key=lambda r: SECTIONS.index(r.section) if r.section in SECTIONS else 99)
+        w = max([len(r.check) for r in rows] + [5])
         lines = [f"| {'check':<{w}} | result | reference | status |", f"|{'-' * (w + 2)}|---|---|---|"]
-        lines += [f"| {r.check:<{w}} | {_cell(r)} | {r.reference} | {r.status} |" for r in self.rows]
+        lines += [f"| {r.check:<{w}} | {_cell(r)} | {r.reference} | {r.status} |" for r in rows]
         return "\n".join(lines)
 
 
@@ -81,7 +84,7 @@ class Procs:
 
     def __init__(self):
         self.live: set[subprocess.Popen] = set()
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()   # re-entrant: a signal handler may close() while this thread starts one
         self.closed = False
 
     def start(self, cmd: list[str], env: dict, cwd: str, stdout, stderr) -> subprocess.Popen:
