@@ -138,11 +138,26 @@ def _git_state() -> str:
         return "unknown\n"
 
 
-def write_run_files(cfg: ExperimentConfig, run_dir: str, env: DistEnv) -> None:
+def resume_changes(cfg: ExperimentConfig, run_dir: str) -> dict | None:
+    """None for a fresh start; else the accepted config changes of a resume ({} if none). Refused ones raise."""
+    from dist_cluster import checkpoint as ckpt
+    from dist_cluster.config.identity import check_resume
+    if not cfg.ckpt.resume or ckpt.latest(os.path.join(run_dir, "checkpoints")) is None:
+        return None
+    return check_resume(cfg, run_dir)
+
+
+def write_run_files(cfg: ExperimentConfig, run_dir: str, env: DistEnv, changes: dict | None = None) -> None:
+    """config.yaml for a fresh start; a resume keeps it, and writes config.resume-N.yaml when it changed fields."""
     import yaml
+
+    from dist_cluster.config.identity import write_resume_config
     os.makedirs(os.path.join(run_dir, "figures"), exist_ok=True)
-    with open(os.path.join(run_dir, "config.yaml"), "w") as f:
-        yaml.safe_dump(to_dict(cfg), f, sort_keys=False)
+    if changes is None:
+        with open(os.path.join(run_dir, "config.yaml"), "w") as f:
+            yaml.safe_dump(to_dict(cfg), f, sort_keys=False)
+    elif changes:
+        write_resume_config(cfg, run_dir)
     with open(os.path.join(run_dir, "command.txt"), "a") as f:
         f.write(f"{env.launcher} world={env.world_size}: {' '.join(sys.argv)}\n")
     with open(os.path.join(run_dir, "git.txt"), "w") as f:
@@ -163,13 +178,19 @@ def run(cfg: ExperimentConfig) -> dict:
     try:
         if env.is_main:
             check_writable(os.path.join(run_dir, "checkpoints"), "checkpoints folder")
+        changes = resume_changes(cfg, run_dir)   # every rank: a refused resume starts no process group
         device = init_distributed(env, cfg.engine.dist_timeout_min)
         if env.is_main:
-            write_run_files(cfg, run_dir, env)
+            write_run_files(cfg, run_dir, env, changes)
         torch.manual_seed(cfg.seed)   # identical initial weights on every rank
         method = build_method(cfg).to(device)
         torch.manual_seed(cfg.seed * 1000 + env.rank)   # per-rank stream for noise drawn during training
         logger = MetricLogger(run_dir, enabled=env.is_main)
+        if changes:   # recorded at the step the run resumes from
+            from dist_cluster import checkpoint as ckpt
+            ckpt_dir = os.path.join(run_dir, "checkpoints")
+            logger.log({"changed": {k: {"saved": a, "given": b} for k, (a, b) in changes.items()}},
+                       ckpt.read_meta(ckpt_dir, ckpt.latest(ckpt_dir))["step"], kind="resume_config", echo=True)
         ctx = RunContext(cfg=cfg, env=env, run_dir=run_dir, device=device, logger=logger)
         trainer = Trainer(cfg, method, ctx)
         try:

@@ -55,6 +55,8 @@ class CheckpointConfig:
     resume: bool = True            # pick up the newest complete checkpoint in run_dir
     save_at_epoch_end: bool = True
     save_at_stage_end: bool = False  # also (or only) at the end of each stage: methods that train in seconds
+    # fields a resume may change although they define the run (config/identity.py: MAY_CHANGE needs no listing)
+    allow_changed: tuple[str, ...] = ()
 
 
 @dataclass
