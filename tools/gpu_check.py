@@ -55,8 +55,11 @@ def timed_rows(names: dict, device: str, size: str, env: dict, args, report: Rep
 
 
 def prepare_data(work: str, env: dict, report: Report, end: float) -> None:
-    res = launch([sys.executable, os.path.join(ROOT, "tools", "gpu_check_recipes.py"), work],
-                 dict(env, CUDA_VISIBLE_DEVICES=""), ROOT, end, os.path.join(work, "prepare"))
+    try:
+        res = launch([sys.executable, os.path.join(ROOT, "tools", "gpu_check_recipes.py"), work],
+                     dict(env, CUDA_VISIBLE_DEVICES=""), ROOT, end, os.path.join(work, "prepare"))
+    finally:
+        open(os.path.join(work, "prepared"), "w").close()     # the timed rows wait for this
     ok = res.rc == 0
     report.add(Row("data", "tiny data, written once for every check", res.stdout.strip() if ok else "",
                    status="ok" if ok else ("skipped" if res.rc is None else "FAIL"), seconds=round(res.seconds, 1),
@@ -98,7 +101,8 @@ def main(argv=None) -> int:
         prep = threading.Thread(target=prepare_data, args=(work, env, report, end))
         if checks:
             prep.start()      # CPU only: it may overlap the timed rows
-        timed_rows(names, device, size, env, args, report, min(end, t0 + args.timed_budget), work)
+        quiet = dict(env, GPU_CHECK_AFTER=os.path.join(work, "prepared")) if checks else env
+        timed_rows(names, device, size, quiet, args, report, min(end, t0 + args.timed_budget), work)
         if checks:
             prep.join()
         env2 = dict(env, DIST_CLUSTER_BACKEND="cpu:gloo,cuda:gloo") if cuda and not args.dry_run else env
