@@ -166,7 +166,7 @@ def write_run_files(cfg: ExperimentConfig, run_dir: str, env: DistEnv, changes: 
 
 def run(cfg: ExperimentConfig) -> dict:
     from dist_cluster.engine.context import RunContext
-    from dist_cluster.engine.rundir import RunDirLock, check_writable
+    from dist_cluster.engine.rundir import RunDirError, RunDirLock, check_writable
     from dist_cluster.engine.trainer import Trainer
     from dist_cluster.logging import MetricLogger
     check_choices(cfg)
@@ -174,6 +174,7 @@ def run(cfg: ExperimentConfig) -> dict:
     if env.launcher in ("torchrun", "deepspeed"):
         die_with_parent()   # a killed launcher leaves no worker training into the run directory
     run_dir = os.path.abspath(cfg.resolved_run_dir())
+    before = set(os.listdir(run_dir)) if os.path.isdir(run_dir) else None
     lock = RunDirLock(run_dir).acquire() if env.is_main else None   # before anything is written
     try:
         if env.is_main:
@@ -198,10 +199,26 @@ def run(cfg: ExperimentConfig) -> dict:
         finally:
             logger.close()
         shutdown(trainer, method)
+    except (ConfigError, RunDirError):   # refused at start-up (k > N, ...): leave the directory as it was found
+        if lock is not None:
+            lock.release()
+            undo_start(run_dir, before)
+        raise
     finally:
         if lock is not None:
             lock.release()
     return summary
+
+
+def undo_start(run_dir: str, before: set[str] | None) -> None:
+    """Remove what a refused start wrote: the whole directory if it did not exist, else the entries it added."""
+    import shutil
+    if before is None:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return
+    for name in set(os.listdir(run_dir)) - before - {".lock"}:
+        path = os.path.join(run_dir, name)
+        shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)
 
 
 def strip_launcher_args(argv: list[str]) -> list[str]:
