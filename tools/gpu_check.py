@@ -58,6 +58,8 @@ def prepare_data(work: str, env: dict, report: Report, end: float) -> None:
     try:
         res = launch([sys.executable, os.path.join(ROOT, "tools", "gpu_check_recipes.py"), work],
                      dict(env, CUDA_VISIBLE_DEVICES=""), ROOT, end, os.path.join(work, "prepare"))
+    except RuntimeError:      # stopped before it started: main lists it as not run
+        return
     finally:
         open(os.path.join(work, "prepared"), "w").close()     # the timed rows wait for this
     ok = res.rc == 0
@@ -116,7 +118,8 @@ def main(argv=None) -> int:
     finally:
         PROCS.close()
         done = [r.check for r in report.rows]
-        for section, check in [*names.values(), *(("recipe", c.name) for c in checks)]:
+        data = [("data", "tiny data, written once for every check")] if checks else []
+        for section, check in [*names.values(), *data, *(("recipe", c.name) for c in checks)]:
             if not any(d.startswith(check) for d in done):   # interrupted before it ran
                 report.add(Row(section, check, status="skipped", error="not run: the check was stopped"))
         print("\n" + report.table(), flush=True)
