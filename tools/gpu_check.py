@@ -38,7 +38,7 @@ def parse(argv):
     p.add_argument("--budget", type=float, default=230.0, help="seconds until every row is reported")
     p.add_argument("--timed-budget", type=float, default=100.0, help="seconds for the timed rows")
     p.add_argument("--row-limit", type=float, default=45.0, help="seconds for one timed row")
-    p.add_argument("--jobs", type=int, default=4, help="recipe checks at once")
+    p.add_argument("--jobs", type=int, default=5, help="recipe checks at once (9 checks: two rounds)")
     p.add_argument("--dry-run", action="store_true", help="the harness on the CPU, tiny sizes")
     p.add_argument("--select", default="", help="only the rows whose name matches this regular expression")
     p.add_argument("--keep", action="store_true", help="keep the work folder (run directories, launch logs)")
