@@ -147,6 +147,23 @@ def resume_changes(cfg: ExperimentConfig, run_dir: str) -> dict | None:
     return check_resume(cfg, run_dir)
 
 
+def method_import_paths(cfg: ExperimentConfig) -> list[str]:
+    """Folders that must be on sys.path to import the method's config and class (a method defined outside the
+    package, e.g. beside its recipe): tools that rebuild the model from config.yaml add them."""
+    names = [type(cfg.method).__module__] + [getattr(cfg.method, "target", "").split(":")[0]]
+    out = []
+    for name in filter(None, names):
+        file = getattr(sys.modules.get(name), "__file__", None)
+        if not file:
+            continue
+        root = os.path.dirname(os.path.abspath(file))
+        for _ in range(name.count(".") + (os.path.basename(file) == "__init__.py")):
+            root = os.path.dirname(root)
+        if root not in out and not os.path.abspath(__file__).startswith(root + os.sep + "dist_cluster"):
+            out.append(root)
+    return out
+
+
 def write_run_files(cfg: ExperimentConfig, run_dir: str, env: DistEnv, changes: dict | None = None) -> None:
     """config.yaml for a fresh start; a resume keeps it, and writes config.resume-N.yaml when it changed fields."""
     import yaml
@@ -158,6 +175,8 @@ def write_run_files(cfg: ExperimentConfig, run_dir: str, env: DistEnv, changes: 
             yaml.safe_dump(to_dict(cfg), f, sort_keys=False)
     elif changes:
         write_resume_config(cfg, run_dir)
+    with open(os.path.join(run_dir, "import_paths.txt"), "w") as f:
+        f.write("".join(p + "\n" for p in method_import_paths(cfg)))
     with open(os.path.join(run_dir, "command.txt"), "a") as f:
         f.write(f"{env.launcher} world={env.world_size}: {' '.join(sys.argv)}\n")
     with open(os.path.join(run_dir, "git.txt"), "w") as f:

@@ -77,8 +77,12 @@ def kmeans_row(device, s) -> dict:
     def ours():
         out["ours"] = kmeans(x, k, init=init, max_iter=20, tol=0.0)
 
-    def plain():
-        out["plain"] = plain_lloyd(x, init, 20)
+    def plain():   # in float32 without TF32, as kmeans() computes
+        tf32, torch.backends.cuda.matmul.allow_tf32 = torch.backends.cuda.matmul.allow_tf32, False
+        try:
+            out["plain"] = plain_lloyd(x, init, 20)
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = tf32
     t_ours, t_plain = median_ms(ours, device), median_ms(plain, device)
     rel = abs(out["ours"].inertia / out["plain"] - 1)
     iters = out["ours"].n_iter

@@ -38,6 +38,16 @@ def module_prefix(method) -> str:
     raise ValueError("export_module() must return a submodule of the method")
 
 
+def add_import_paths(run_dir: str) -> None:
+    """The folders the run imported its method from (import_paths.txt, written at start), as the launcher had."""
+    import sys
+    path = os.path.join(run_dir, "import_paths.txt")
+    if os.path.exists(path):
+        for folder in reversed(open(path).read().splitlines()):
+            if folder not in sys.path:
+                sys.path.insert(0, folder)
+
+
 def export_state_dict(path: str, tag: str | None = None) -> dict[str, torch.Tensor]:
     """The bare model's state_dict (the method's export_module()), built from the run's saved config."""
     import yaml
@@ -45,6 +55,7 @@ def export_state_dict(path: str, tag: str | None = None) -> dict[str, torch.Tens
     from dist_cluster.config import ExperimentConfig, from_dict
     from dist_cluster.launch import build_method
     run_dir = os.path.dirname(checkpoint_dir(path)) if os.path.basename(checkpoint_dir(path)) == "checkpoints" else path
+    add_import_paths(run_dir)
     cfg = from_dict(ExperimentConfig, yaml.safe_load(open(os.path.join(run_dir, "config.yaml"))))
     state = consolidated_state_dict(path, tag)
     prefix = module_prefix(build_method(cfg))

@@ -27,3 +27,16 @@ def test_export_writes_plain_state_dict_the_bare_model_loads(tmp_path, zero):
     # the exported model predicts as well as the run's own final evaluation
     acc = (bare.head(bare.body(bare.x)).argmax(1) == bare.y).float().mean().item()
     assert acc > 0.85
+
+
+def test_export_of_a_method_defined_beside_its_recipe_needs_no_pythonpath(tmp_path):
+    # the toy method lives in tests/runtime, outside the package, as a user's own method would (R8)
+    run_toy(tmp_path / "run", *SHORT)
+    assert open(tmp_path / "run" / "import_paths.txt").read().splitlines() == [os.path.join(ROOT, "tests", "runtime")]
+    env = {k: v for k, v in ENV.items() if k != "PYTHONPATH"}
+    res = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "export_checkpoint.py"), str(tmp_path / "run"),
+                          "--out", str(tmp_path / "model.pt")], env=env, cwd=tmp_path, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    state = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert "head.weight" in state and state["head.weight"].dtype == torch.float32
