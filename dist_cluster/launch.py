@@ -21,6 +21,7 @@ import torch
 from dist_cluster.config import ConfigError, ExperimentConfig, apply_overrides, check_choices, to_dict
 from dist_cluster.distributed import DistEnv, resolve
 from dist_cluster.distributed.lifetime import die_with_parent
+from dist_cluster.errors import DataError, UserError, debug_requested, exit_with
 
 RECIPES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "recipes")
 
@@ -195,6 +196,7 @@ def run(cfg: ExperimentConfig) -> dict:
     run_dir = os.path.abspath(cfg.resolved_run_dir())
     before = set(os.listdir(run_dir)) if os.path.isdir(run_dir) else None
     lock = RunDirLock(run_dir).acquire() if env.is_main else None   # before anything is written
+    trainer = None
     try:
         if env.is_main:
             check_writable(os.path.join(run_dir, "checkpoints"), "checkpoints folder")
@@ -218,8 +220,9 @@ def run(cfg: ExperimentConfig) -> dict:
         finally:
             logger.close()
         shutdown(trainer, method)
-    except (ConfigError, RunDirError):   # refused at start-up (k > N, ...): leave the directory as it was found
-        if lock is not None:
+    except (ConfigError, RunDirError, DataError):
+        if lock is not None and (trainer is None or trainer.ctx.global_step == 0):
+            # refused at start-up (k > N, bad data, ...): leave the directory as it was found
             lock.release()
             undo_start(run_dir, before)
         raise
@@ -254,18 +257,13 @@ def strip_launcher_args(argv: list[str]) -> list[str]:
 
 
 def run_recipe(config_fn: Callable[[], ExperimentConfig], argv: list[str] | None = None) -> dict:
-    argv = strip_launcher_args(sys.argv[1:] if argv is None else argv)
+    """A user's mistake (a bad key, bad data, a run directory in use, a diverged run) ends as one `error:`
+    message and exit code 2; `--debug` or DIST_CLUSTER_DEBUG=1 shows its traceback instead."""
+    debug, argv = debug_requested(strip_launcher_args(sys.argv[1:] if argv is None else argv))
     try:
-        cfg = build_config(config_fn, argv)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2)
-    from dist_cluster.engine.rundir import RunDirError
-    try:
-        summary = run(cfg)
-    except (RunDirError, ConfigError) as e:   # bad input found at start-up (a run dir, k > N, ...)
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2)
+        summary = run(build_config(config_fn, argv))
+    except UserError as e:
+        exit_with(e, debug)
     if resolve().is_main and summary.get("metrics"):
         print("final: " + " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
                                    for k, v in summary["metrics"].items()), flush=True)

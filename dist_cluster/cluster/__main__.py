@@ -82,6 +82,8 @@ def plan(argv: list[str], world_size: int = 1):
     if args.n_init < 1:
         raise InputError(f"--n-init must be at least 1, got {args.n_init}")
     run_dir = os.path.abspath(args.run_dir or os.path.join("runs", f"{args.method}_{data.name}"))
+    from dist_cluster.engine.rundir import check_writable
+    check_writable(run_dir, "run directory")      # before training, not when the results are written
     overrides = list(args.overrides)
     if args.method != "kmeans":
         if not any(o.startswith("method.nmi_average=") for o in overrides):
@@ -91,18 +93,22 @@ def plan(argv: list[str], world_size: int = 1):
 
 
 def main(argv=None) -> dict | None:
+    """A user's mistake ends as one `error:` line and exit code 2 (`--debug` / DIST_CLUSTER_DEBUG=1: traceback)."""
+    from dist_cluster.errors import UserError, debug_requested, exit_with
+    debug, argv = debug_requested(sys.argv[1:] if argv is None else list(argv))
+    try:
+        return _main(argv)
+    except UserError as e:
+        exit_with(e, debug)
+
+
+def _main(argv) -> dict | None:
     from dist_cluster.cluster.report import write_report
     from dist_cluster.cluster.run import kmeans_predictions, select, selection_report, train_seeds
-    from dist_cluster.config import ConfigError
     from dist_cluster.distributed import resolve
     from dist_cluster.launch import strip_launcher_args
     env = resolve()
-    try:
-        args, data, run_dir, overrides = plan(strip_launcher_args(sys.argv[1:] if argv is None else argv),
-                                              env.world_size)
-    except (InputError, ConfigError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2)
+    args, data, run_dir, overrides = plan(strip_launcher_args(argv), env.world_size)
     if args.method == "kmeans":
         if not env.is_main:
             return None

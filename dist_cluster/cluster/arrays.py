@@ -10,19 +10,33 @@ import os
 
 import numpy as np
 
+from dist_cluster.errors import UserError
+
 FEATURE_KEYS = ("features", "X", "x", "data", "embeddings")
 LABEL_KEYS = ("labels", "y", "targets", "label", "target")
 
 
-class InputError(ValueError):
+class InputError(UserError, ValueError):
     """Bad user input; the message says what was found and what is expected."""
+
+
+def _no_objects(load, path: str):
+    try:
+        return load()
+    except ValueError as e:
+        if "allow_pickle" in str(e):   # an object array: numpy would unpickle it, which is refused
+            raise InputError(f"{path} holds Python objects (an object-dtype array), not numbers; save a float "
+                             "array, e.g. np.save(path, np.asarray(x, dtype=np.float32))") from None
+        raise
 
 
 def _named_arrays(path: str) -> dict | None:
     """{name: array} for .npz and dict-valued .pt files, None for a single array (.npy, tensor .pt)."""
     if path.endswith(".npz"):
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+        def load():
+            with np.load(path, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        return _no_objects(load, path)
     if path.endswith(".pt") or path.endswith(".pth"):
         import torch
         obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -34,7 +48,7 @@ def _named_arrays(path: str) -> dict | None:
 
 def _single_array(path: str) -> np.ndarray:
     if path.endswith(".npy"):
-        return np.load(path, allow_pickle=False)
+        return _no_objects(lambda: np.load(path, allow_pickle=False), path)
     if path.endswith(".pt") or path.endswith(".pth"):
         import torch
         return torch.load(path, map_location="cpu", weights_only=True).numpy()

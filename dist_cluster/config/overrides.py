@@ -7,8 +7,10 @@ import types
 import typing
 from typing import Any
 
+from dist_cluster.errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError, ValueError):
     """A config key or value a user gave is wrong; the message says how."""
 
 

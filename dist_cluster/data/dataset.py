@@ -20,6 +20,7 @@ from dist_cluster.data.batching import pil_to_float, transform_batch
 from dist_cluster.data.manifest import Manifest
 from dist_cluster.data.sampling import mix_seed, seeded_rng
 from dist_cluster.data.tarindex import CorruptSample, ShardIndex, ShardReader
+from dist_cluster.errors import DataError
 
 log = logging.getLogger("dist_cluster.data")
 MAX_SUBSTITUTES = 10_000
@@ -179,7 +180,7 @@ def load_feature_arrays(manifest: str | Manifest, limit: int = 0) -> tuple[torch
                 skips.record(f"skipping corrupt feature sample {j} of {url}: {e!r}")
                 continue
             if not np.isfinite(row).all():
-                raise ValueError(f"{url}: feature sample {j} (global index {base + j}) holds NaN or Inf; "
+                raise DataError(f"{url}: feature sample {j} (global index {base + j}) holds NaN or Inf; "
                                  "rewrite the shards from finite features")
             feats.append(row)
             labels.append(int(raw.get("cls", b"-1")))

@@ -18,6 +18,8 @@ import re
 from dataclasses import dataclass, field
 from itertools import accumulate
 
+from dist_cluster.errors import DataError
+
 FORMAT = "dist_cluster.shards/1"
 _REMOTE = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
 
@@ -112,19 +114,19 @@ class Manifest:
         except OSError as e:
             raise OSError(f"manifest {path} cannot be read: {e.strerror or e}") from None
         if not text.strip():
-            raise ValueError(f"manifest {path} is empty (0 bytes); rewrite it with tools/make_shards.py")
+            raise DataError(f"manifest {path} is empty (0 bytes); rewrite it with tools/make_shards.py")
         try:
             d = json.loads(text)
         except json.JSONDecodeError as e:
-            raise ValueError(f"manifest {path} is not valid JSON ({e})") from None
+            raise DataError(f"manifest {path} is not valid JSON ({e})") from None
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             d = d if isinstance(d, dict) else {}
-            raise ValueError(f"{path}: not a dist_cluster shard manifest (format {d.get('format')!r})")
+            raise DataError(f"{path}: not a dist_cluster shard manifest (format {d.get('format')!r})")
         m = cls(shards=d["shards"], split=d.get("split", ""), kind=d.get("kind", "image"),
                 class_names=d.get("class_names", []), source=d.get("source", {}), image=d.get("image", {}),
                 feature_dim=int(d.get("feature_dim", 0)), path=path)
         if "total" in d and int(d["total"]) != m.total:
-            raise ValueError(f"{path}: total {d['total']} != sum of shard sample counts {m.total}")
+            raise DataError(f"{path}: total {d['total']} != sum of shard sample counts {m.total}")
         if m.total == 0:
-            raise ValueError(f"manifest {path} lists no samples ({len(m.shards)} shards)")
+            raise DataError(f"manifest {path} lists no samples ({len(m.shards)} shards)")
         return m

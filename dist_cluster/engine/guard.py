@@ -12,9 +12,10 @@ from __future__ import annotations
 import torch
 
 from dist_cluster.distributed import all_reduce_sum, world_size
+from dist_cluster.errors import UserError
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(UserError, RuntimeError):
     pass
 
 

@@ -11,8 +11,10 @@ import socket
 import sys
 import time
 
+from dist_cluster.errors import UserError
 
-class RunDirError(RuntimeError):
+
+class RunDirError(UserError, RuntimeError):
     """The run directory cannot be used; the message says why (printed without a traceback)."""
 
 

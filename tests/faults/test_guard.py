@@ -22,7 +22,8 @@ def test_nan_gradient_with_finite_loss_stops_before_the_step(good_run, tmp_path)
     run_dir = tmp_path / "run"
     shutil.copytree(good_run, run_dir)
     before = tree_hashes(run_dir / "checkpoints")
-    res = run_toy(run_dir, *SHORT, "ckpt.every_steps=1", "ckpt.keep_last=10", "method.nan_grad_at_step=2", ok=False)
+    res = run_toy(run_dir, *SHORT, "ckpt.every_steps=1", "ckpt.keep_last=10", "method.nan_grad_at_step=2",
+                  "ckpt.allow_changed=[method.nan_grad_at_step]", ok=False)
     assert res.returncode != 0
     assert "non-finite loss or gradient" in res.stderr and "step 6" in res.stderr
     d = str(run_dir / "checkpoints")
@@ -41,7 +42,8 @@ def test_huge_learning_rate_never_saves_non_finite_weights(good_run, tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(good_run, run_dir)
     before = tree_hashes(run_dir / "checkpoints")
-    res = run_toy(run_dir, *SHORT, "ckpt.every_steps=1", "ckpt.keep_last=20", "optim.lr=1e9", ok=False)
+    res = run_toy(run_dir, *SHORT, "ckpt.every_steps=1", "ckpt.keep_last=20", "optim.lr=1e9",
+                  "ckpt.allow_changed=[optim.lr]", ok=False)
     d = str(run_dir / "checkpoints")
     assert all_checkpoints_finite(d)
     for tag in ckpt.complete_tags(d):
