@@ -12,7 +12,7 @@ import time
 import torch
 from torch import nn
 
-from dist_cluster.distributed import world_size
+from dist_cluster.distributed import main_only, world_size
 from dist_cluster.eval import cluster_metrics, gather_in_index_order
 from dist_cluster.methods.base import Method, Stage, check_clusters
 from dist_cluster.methods.cgmcr2.config import CgMCR2Config
@@ -139,10 +139,10 @@ class CgMCR2(Method):
             print(f"warning: CgMCR² collapsed at step {ctx.global_step}: every embedding is 0 and one of "
                   f"{self.m.k} clusters is used; the run diverged (lower optim.lr)", flush=True)
             res["collapsed"] = 1
-        if self.m.sc_every_eval and ctx.env.is_main and labelled:
+        if self.m.sc_every_eval and labelled:   # rank 0's work; the others wait without a training timeout
             from dist_cluster.methods.cgmcr2.spectral import spectral_on_embeddings
-            sc = spectral_on_embeddings(z, self.m.k, self.m.sc_s, seed=1)
-            res |= {f"sc_{k}": v for k, v in cluster_metrics(y_all.numpy(), sc, self.m.nmi_average).items()}
+            res |= main_only(lambda: {f"sc_{k}": v for k, v in cluster_metrics(
+                y_all.numpy(), spectral_on_embeddings(z, self.m.k, self.m.sc_s, seed=1), self.m.nmi_average).items()})
         if ctx.env.is_main:
             order = torch.argsort(idx)       # pre-features in the same global-index order as the outputs
             self.last_eval = {"index": idx_all, "z": z, "logits": logits, "labels": labels, "y": y_all,
