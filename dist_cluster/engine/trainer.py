@@ -69,7 +69,7 @@ class Trainer:
         ZeRO stage 0 checkpoints hold whole tensors and load at any world size; sharded ZeRO 1-3 checkpoints are
         converted to DeepSpeed's universal format first.
         """
-        tag = ckpt.latest(self.ckpt_dir) if self.cfg.ckpt.resume else None
+        tag = ckpt.resume_tag(self.ckpt_dir) if self.cfg.ckpt.resume else None   # verified; collective
         if tag is None:
             return None, False, False
         meta = ckpt.read_meta(self.ckpt_dir, tag)
