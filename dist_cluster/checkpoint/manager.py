@@ -26,6 +26,7 @@ from dist_cluster.checkpoint import rng
 from dist_cluster.distributed import barrier, broadcast_object
 from dist_cluster.distributed import rank as dist_rank
 from dist_cluster.engine.rundir import RunDirError
+from dist_cluster.errors import UserError
 
 TAG_RE = re.compile(r"^step(\d{9})$")
 MARKER = "COMPLETE"
@@ -38,9 +39,9 @@ class DamagedCheckpoints(RunDirError):
     """Every complete checkpoint failed verification: refused at start-up, printed as an `error:` line (exit 2)."""
 
 
-class DiskFull(OSError):
+class DiskFull(UserError, OSError):
     """A save ran out of space (errno ENOSPC); its partial folder was removed and the previous checkpoint stays
-    selected. Not a RunDirError: the launcher undoes a refused start-up for those, and this happens mid-run."""
+    selected. Reported as an `error:` line (exit 2); not a RunDirError, which at start-up is undone."""
 
     def __init__(self, message: str):
         super().__init__(errno.ENOSPC, message)
