@@ -47,7 +47,9 @@ def parse(argv):
     p.add_argument("--n-init", type=int, default=1, help="seeds to train; the lowest final loss is kept")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--run-dir", help="default runs/<method>_<data name>")
-    p.add_argument("--data-root", default="data", help="where the shards are written")
+    p.add_argument("--cache-dir", "--data-root", dest="data_root", metavar="DIR",
+                   help="where DATA is sharded and cached (default $DIST_CLUSTER_CACHE, else "
+                        "$XDG_CACHE_HOME/dist_cluster or ~/.cache/dist_cluster; --data-root is an alias)")
     p.add_argument("--nmi", default="arithmetic", choices=["arithmetic", "geometric"], help="NMI normalisation")
     return p.parse_intermixed_args(argv)
 

@@ -5,6 +5,10 @@ without them every image is unlabelled) or an existing manifest `.json`. Shards 
 `<root>/user/<name>-<hash>/train.json`; the hash covers the array bytes and labels (arrays) or the file
 names, sizes and modification times (folders), so the same input is never sharded twice. Several processes
 may ask at once (torchrun): a file lock lets the first write while the others wait.
+
+`<root>` is the user's data cache (`cache_dir`): `--cache-dir DIR` (alias `--data-root`), else
+$DIST_CLUSTER_CACHE, else $XDG_CACHE_HOME/dist_cluster, else ~/.cache/dist_cluster; never the working
+directory unless the user names it.
 """
 from __future__ import annotations
 
@@ -18,6 +22,18 @@ from dist_cluster.cluster.arrays import InputError, encode_labels, read_features
 from dist_cluster.data.sources import ImageFolderSource
 
 ARRAY_EXTS = (".npy", ".npz", ".pt", ".pth")
+CACHE_ENV = "DIST_CLUSTER_CACHE"
+
+
+def cache_dir(option: str | None = None) -> str:
+    """The data cache, absolute (see the module doc for the order in which it is chosen)."""
+    path = option or os.environ.get(CACHE_ENV)
+    if not path:
+        xdg = os.environ.get("XDG_CACHE_HOME", "")
+        # the XDG spec ignores a relative value: it would put the cache wherever the user stands
+        base = xdg if os.path.isabs(xdg) else os.path.join(os.path.expanduser("~"), ".cache")
+        path = os.path.join(base, "dist_cluster")
+    return os.path.abspath(os.path.expanduser(path))
 
 
 @dataclass
@@ -110,9 +126,10 @@ def _probe_size(m) -> tuple[int, int]:
     return (img.height, img.width) if hasattr(img, "height") else tuple(img.shape[-2:])
 
 
-def resolve_data(data: str, root: str = "data", labels: str | None = None, features_key: str | None = None,
+def resolve_data(data: str, root: str | None = None, labels: str | None = None, features_key: str | None = None,
                  labels_key: str | None = None) -> UserData:
-    """Shard DATA if needed (once) and describe it."""
+    """Shard DATA if needed (once, under `cache_dir(root)`) and describe it."""
+    root = cache_dir(root)
     stem = os.path.splitext(os.path.basename(os.path.abspath(data)))[0]
     if os.path.isdir(data):
         if labels or features_key or labels_key:
@@ -129,9 +146,10 @@ def resolve_data(data: str, root: str = "data", labels: str | None = None, featu
     return _describe(array_manifest(x, y, root, stem, {"file": os.path.abspath(data)}), stem)
 
 
-def image_features(data: UserData, root: str = "data", backbone: str = "efficientnet_lite0",
+def image_features(data: UserData, root: str | None = None, backbone: str = "efficientnet_lite0",
                    image_size: int = 112) -> UserData:
-    """Frozen-backbone features of an image manifest (for the methods that cluster feature vectors)."""
+    """Frozen-backbone features of an image manifest (for the methods that cluster feature vectors), written
+    next to it (`root` is not used: kept for callers that pass the cache)."""
     from dist_cluster.data.features import extract_features
     out = os.path.join(os.path.dirname(data.manifest), f"features_{_safe(backbone)}_{image_size}")
     path = _write_once(out, lambda d: extract_features(data.manifest, d, "train", backbone=backbone,

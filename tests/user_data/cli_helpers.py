@@ -2,11 +2,15 @@
 import os
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-ENV = dict(os.environ, DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1")
+# a run without --cache-dir caches its data here, not in the user's ~/.cache
+ENV = dict(os.environ, DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1",
+           DIST_CLUSTER_CACHE=os.environ.get("DIST_CLUSTER_CACHE",
+                                             os.path.join(tempfile.gettempdir(), "dist_cluster_test_cache")))
 SHORT_CGMCR2 = ["method.warmup_epochs=2", "method.finetune_epochs=3"]
 
 
