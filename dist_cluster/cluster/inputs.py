@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -45,6 +45,20 @@ class UserData:
     labelled: bool
     feature_dim: int = 0
     image_size: tuple[int, int] = (0, 0)
+    # images that did not decode when their features were extracted ({"index", "file", "reason"}): not in `n`,
+    # not clustered, no row in clusters.csv
+    skipped: list = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        """Samples in the input, skipped ones included (global indices run over 0..total-1)."""
+        return self.n + len(self.skipped)
+
+
+def skip_summary(data: UserData, index) -> dict:
+    """summary.json's record of the input samples with no row in clusters.csv (`index`: the rows'
+    global indices): `data_skipped`, their number, and `skipped`, those the data layer named."""
+    return {"data_skipped": int(data.total - len(np.unique(np.asarray(index)))), "skipped": data.skipped}
 
 
 def _digest(*parts: bytes) -> str:
@@ -116,7 +130,8 @@ def _describe(path: str, name: str) -> UserData:
     size = (0, 0)
     if m.kind == "image":
         size = tuple(m.image.get("size") or _probe_size(open_manifest(path)))
-    return UserData(path, name, m.kind, m.total, labelled, int(m.feature_dim or 0), size)
+    skipped = list(m.source.get("skipped", []))
+    return UserData(path, name, m.kind, m.total - len(skipped), labelled, int(m.feature_dim or 0), size, skipped)
 
 
 def _probe_size(m) -> tuple[int, int]:
@@ -153,6 +168,5 @@ def image_features(data: UserData, root: str | None = None, backbone: str = "eff
     from dist_cluster.data.features import extract_features
     out = os.path.join(os.path.dirname(data.manifest), f"features_{_safe(backbone)}_{image_size}")
     path = _write_once(out, lambda d: extract_features(data.manifest, d, "train", backbone=backbone,
-                                                       image_size=image_size, rank=0, world_size=1,
-                                                       progress=False))
+                                                       image_size=image_size, rank=0, world_size=1))
     return _describe(path, data.name)

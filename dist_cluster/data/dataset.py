@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 from typing import Sequence
 
 import numpy as np
@@ -62,11 +63,16 @@ class RandomAccessDataset:
         """Decoded sample (PIL image or numpy feature, label) or CorruptSample."""
         k, j = self.manifest.locate(index)
         sample = self.reader.read(k, j)
+        src = sample_source(sample, self.manifest)
+        where = f"sample {j} of {self.manifest.url(k)}"
         try:
             out = self._decode(sample, index)
         except Exception as e:  # undecodable bytes of any kind
-            raise CorruptSample(f"{self.manifest.url(k)}: sample {j} does not decode ({e!r})") from e
+            raise CorruptSample(f"{src} does not decode ({e!r}); stored as {where}" if src
+                                else f"{self.manifest.url(k)}: sample {j} does not decode ({e!r})") from e
         if out is None:
+            if "skipped" in sample:   # left out when the features were extracted
+                raise CorruptSample(f"no feature in {where}: {sample['skipped'].decode()}")
             raise CorruptSample(f"{self.manifest.url(k)}: sample {j} has no image or npy member")
         return out
 
@@ -117,6 +123,17 @@ class RandomAccessDataset:
         return batch
 
 
+def sample_source(sample: dict, manifest: Manifest | None = None) -> str:
+    """The file a raw sample was written from (image folders record it, relative to the manifest's
+    `source.root`), or "" when the shard does not say."""
+    rel = sample.get("path")
+    if not rel:
+        return ""
+    rel = rel.decode() if isinstance(rel, bytes) else str(rel)
+    root = (manifest.source.get("root") or "") if manifest is not None else ""
+    return os.path.join(root, rel)
+
+
 def decode_sample(sample: dict, mode: str, npy_cache: dict) -> dict | None:
     """{"label", "image" | "feature"} of a raw sample: the image opened and converted by PIL (to `mode`, as
     torchvision's ImageFolder does: one conversion) or the npy feature; other members are not decoded. None
@@ -158,8 +175,9 @@ def load_feature_arrays(manifest: str | Manifest, limit: int = 0) -> tuple[torch
                                                                          torch.Tensor]:
     """A feature split in memory: (features float32 N×D, labels long N, index long N) in manifest order.
 
-    Unreadable samples are left out and counted (dist_cluster.data.skips; their global indices are then absent
-    from `index`); a non-finite value is an error naming the shard and the sample.
+    Unreadable samples, and those whose image did not decode when the features were extracted (no `npy`, a
+    `skipped` member saying why), are left out and counted (dist_cluster.data.skips; their global indices are
+    then absent from `index`); a non-finite value is an error naming the shard and the sample.
     """
     m = open_manifest(manifest)
     m.check_files()
@@ -173,11 +191,15 @@ def load_feature_arrays(manifest: str | Manifest, limit: int = 0) -> tuple[torch
         with open(url, "rb") as f:
             data = io.BytesIO(f.read())  # one read per shard; members are then sliced in memory
         for j in range(min(int(m.shards[k]["samples"]), n - base)):
+            raw = None
             try:
                 raw = idx.read(j, data)
                 row = _load_npy(raw["npy"], npy)
             except (CorruptSample, KeyError, ValueError, OSError) as e:
-                skips.record(f"skipping corrupt feature sample {j} of {url}: {e!r}")
+                if raw is not None and "skipped" in raw:   # its image did not decode at extraction
+                    skips.record(f"skipping sample {base + j}, which has no feature: {raw['skipped'].decode()}")
+                else:
+                    skips.record(f"skipping corrupt feature sample {j} of {url}: {e!r}")
                 continue
             if not np.isfinite(row).all():
                 raise DataError(f"{url}: feature sample {j} (global index {base + j}) holds NaN or Inf; "

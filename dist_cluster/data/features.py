@@ -10,6 +10,9 @@ Random initialisations are seeded (seed 0), so every rank and every run builds t
 Extraction splits the output shards over ranks (shard k on rank k mod W) and batches each shard from its
 first sample, so 1 rank and W ranks compute the same batches and write identical shards; rank 0 writes the
 manifest. A finished shard is recorded next to it (`.done` with its sha256), so an interrupted run resumes.
+An image that does not decode gets no feature: its sample keeps its index but holds `skipped` (why, naming
+the source file when the image shards record it) instead of `npy`; the manifest lists these under
+`source.skipped` and readers count them as skips.
 """
 from __future__ import annotations
 
@@ -21,9 +24,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from dist_cluster.data.dataset import RandomAccessDataset
+from dist_cluster.data.dataset import RandomAccessDataset, sample_source
 from dist_cluster.data.loaders import _dataloader
 from dist_cluster.data.manifest import Manifest, sha256_file
+from dist_cluster.data.tarindex import CorruptSample
 from dist_cluster.data.transforms import make_transform
 from dist_cluster.data.writer import plan_shards, write_tar
 from dist_cluster.distributed import barrier, broadcast_object, is_dist
@@ -132,19 +136,23 @@ def extract_features(image_manifest: str, out_dir: str, split: str, *, backbone:
     loader = _dataloader(ds, [[(0, i) for i in rows] for _, rows in chunks], num_workers, persistent=False)
     bar = tqdm(total=sum(len(r) for _, r in chunks), unit="img", desc=f"{split} features",
                disable=not (progress and rank == 0))
-    feats, labels, skipped = [], [], 0
+    feats, labels, left_out, skipped = [], [], {}, 0
     for (k, rows), batch in zip(chunks, loader):
         x = batch["image"].to(device).contiguous(memory_format=torch.channels_last)
         feats.append(model(x).float().cpu().numpy())
         labels.append(batch["label"].numpy())
-        skipped += int(batch["_skipped"])
+        # a row the dataset filled with its neighbour gets no feature: a copy would be clustered as that image
+        for i, got in zip(rows, batch["index"].tolist()):
+            if got != i:
+                left_out[i] = _why_left_out(ds, i)
+                skipped += 1
         bar.update(len(rows))
         if rows[-1] == ranges[k][1] - 1:  # shard complete
-            _write_shard(out_dir, split, k, jobs[k], np.concatenate(feats), np.concatenate(labels))
-            feats, labels = [], []
+            _write_shard(out_dir, split, k, jobs[k], np.concatenate(feats), np.concatenate(labels), left_out)
+            feats, labels, left_out = [], [], {}
     bar.close()
     if skipped:
-        print(f"rank {rank}: {skipped} unreadable images were replaced by their next readable neighbour")
+        print(f"rank {rank}: {skipped} unreadable images get no feature (listed in the manifest's source.skipped)")
     barrier()
     path, missing = os.path.join(out_dir, f"{split}.json"), ""
     if rank == 0:
@@ -155,21 +163,41 @@ def extract_features(image_manifest: str, out_dir: str, split: str, *, backbone:
         raise RuntimeError(f"feature shards missing in {out_dir} after extraction: {missing}")
     if rank == 0:
         dim = int(shards[0]["feature_dim"])
-        entries = [{k: v for k, v in s.items() if k not in ("feature_dim", "job")} for s in shards]
+        entries = [{k: v for k, v in s.items() if k not in ("feature_dim", "job", "skipped")} for s in shards]
+        left = [e for s in shards for e in s.get("skipped", [])]
         Manifest(shards=entries, split=split, kind="feature", class_names=m.class_names, feature_dim=dim,
                  source={"name": "features", "backbone": backbone, "image_size": image_size,
-                         "images": os.path.abspath(image_manifest)}).save(path)
+                         "images": os.path.abspath(image_manifest)} | ({"skipped": left} if left else {})).save(path)
     barrier()
     return path
 
 
-def _write_shard(out_dir: str, split: str, k: int, job: dict, feats: np.ndarray, labels: np.ndarray) -> None:
+def _why_left_out(ds: RandomAccessDataset, i: int) -> dict:
+    """{"index", "file" (when the shard names it), "reason"} of an image that did not decode."""
+    entry, (k, j) = {"index": i}, ds.manifest.locate(i)
+    try:
+        entry["file"] = sample_source(ds.reader.read(k, j), ds.manifest) or None
+        ds.raw(i)
+        entry["reason"] = f"sample {i} could not be read during extraction"
+    except CorruptSample as e:
+        entry["reason"] = str(e)
+    return {key: v for key, v in entry.items() if v is not None}
+
+
+def _write_shard(out_dir: str, split: str, k: int, job: dict, feats: np.ndarray, labels: np.ndarray,
+                 left_out: dict[int, dict]) -> None:
+    """Feature shard k; an image in `left_out` is written without `npy`, its `skipped` member saying why, so
+    every global index keeps its place and readers count it as a skip."""
     path, start = os.path.join(out_dir, f"{split}-{k:06d}.tar"), job["range"][0]
-    samples = ({"__key__": f"{start + i:09d}", "npy": feats[i], "cls": int(labels[i]), "index": start + i}
+    samples = ({"__key__": f"{start + i:09d}", "index": start + i, "skipped": left_out[start + i]["reason"]}
+               if start + i in left_out else
+               {"__key__": f"{start + i:09d}", "npy": feats[i], "cls": int(labels[i]), "index": start + i}
                for i in range(len(feats)))
     count, sha, nbytes = write_tar(path, samples)
     entry = {"url": os.path.basename(path), "samples": count, "sha256": sha, "bytes": nbytes, "start": start,
              "feature_dim": int(feats.shape[1]), "job": job}
+    if left_out:
+        entry["skipped"] = [left_out[i] for i in sorted(left_out)]
     with open(path + ".done.tmp", "w") as f:
         json.dump(entry, f)
     os.replace(path + ".done.tmp", path + ".done")

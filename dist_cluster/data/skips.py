@@ -10,12 +10,16 @@ import logging
 
 log = logging.getLogger("dist_cluster.data")
 WARN_FIRST = 5
-_state = {"count": 0, "warned": 0}
+_state = {"count": 0, "warned": 0, "seen": set()}
 
 
 def warn(message: str) -> None:
-    """Print a skip's message while this run's budget of WARN_FIRST lasts (the skip is counted elsewhere)."""
+    """Print a skip's message while this run's budget of WARN_FIRST lasts (the skip is counted elsewhere);
+    a message already printed is not printed again (the same split read twice in a run)."""
+    if message in _state["seen"]:
+        return
     if _state["warned"] < WARN_FIRST:
+        _state["seen"].add(message)
         _state["warned"] += 1
         tail = "; further skips are counted in data/skipped, not printed" if _state["warned"] == WARN_FIRST else ""
         log.warning("%s%s", message, tail)
@@ -35,4 +39,4 @@ def take() -> int:
 
 def reset() -> None:
     """Forget the count and the warnings printed (a new run in the same process)."""
-    _state.update(count=0, warned=0)
+    _state.update(count=0, warned=0, seen=set())

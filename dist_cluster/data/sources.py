@@ -70,7 +70,8 @@ class FeatureSource(Source):
 
 
 class ImageFolderSource(Source):
-    """A torchvision-style ImageFolder tree (class folders of image files); file bytes are stored as-is."""
+    """A torchvision-style ImageFolder tree (class folders of image files); file bytes are stored as-is, with
+    each file's path relative to the root (member `path`; the root is the manifest's `source.root`)."""
 
     def __init__(self, root: str):
         from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
@@ -86,16 +87,20 @@ class ImageFolderSource(Source):
     def _ext(self, i: int) -> str:
         return os.path.splitext(self.items[i][0])[1][1:].lower()
 
+    def _relpath(self, i: int) -> str:
+        return os.path.relpath(self.items[i][0], self.info["root"])
+
     def sample(self, i: int) -> dict:
         path, label = self.items[i]
         with open(path, "rb") as f:
             data = f.read()
-        return {"__key__": f"{i:09d}", self._ext(i): data, "cls": label, "index": i}
+        # `path` (relative to the manifest's source root) lets a skip name the file, not a shard position
+        return {"__key__": f"{i:09d}", self._ext(i): data, "cls": label, "index": i, "path": self._relpath(i)}
 
     def sample_bytes(self, i: int) -> int:
         path, label = self.items[i]
         return (tar_member_bytes(os.path.getsize(path)) + tar_member_bytes(len(str(label)))
-                + tar_member_bytes(len(str(i))))
+                + tar_member_bytes(len(str(i))) + tar_member_bytes(len(self._relpath(i).encode())))
 
 
 def digits_source() -> ArraySource:

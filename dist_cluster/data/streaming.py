@@ -29,7 +29,7 @@ from webdataset.tariterators import group_by_keys, tar_file_iterator
 
 from dist_cluster.data import skips
 from dist_cluster.data.batching import transform_batch
-from dist_cluster.data.dataset import collate, decode_sample
+from dist_cluster.data.dataset import collate, decode_sample, sample_source
 from dist_cluster.data.manifest import Manifest
 from dist_cluster.data.sampling import mix_seed
 
@@ -116,7 +116,9 @@ class _RankStream(IterableDataset):
             try:
                 samples.append(self.decode(raw, mix_seed(self.rank, b, p)))
             except Exception as e:  # undecodable sample
-                skips.warn(f"skipping undecodable sample {raw.get('__key__')} of {raw.get('__url__')}: {e!r}")
+                src = sample_source(raw, self.m)
+                skips.warn(f"skipping undecodable sample {raw.get('__key__')} of {raw.get('__url__')}"
+                           f"{f' ({src})' if src else ''}: {e!r}")
                 samples.append(None)
                 bad.append(p)
         good = [s for s in samples if s is not None]

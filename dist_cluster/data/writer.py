@@ -1,10 +1,11 @@
 """Write a `Source` into `{split}-%06d.tar` WebDataset shards plus a `{split}.json` manifest.
 
 Shards hold one sample per key `%09d` (the global index) with members `<image ext>` or `npy`, `cls` and
-`index`. Shard boundaries come from a sample count or a byte budget (sizes computed exactly, tar headers
-included). Shards are written by several processes, each to a temporary name and renamed when complete, and
-are reproducible byte for byte (fixed mtime), so a restarted run verifies finished shards by their sha256
-(kept in `{split}.json.partial` while writing) and writes only the rest.
+`index`, plus `path` (the source file, relative to the manifest's `source.root`) for image folders. Shard
+boundaries come from a sample count or a byte budget (sizes computed exactly, tar headers included). Shards
+are written by several processes, each to a temporary name and renamed when complete, and are reproducible
+byte for byte (fixed mtime), so a restarted run verifies finished shards by their sha256 (kept in
+`{split}.json.partial` while writing) and writes only the rest.
 """
 from __future__ import annotations
 
