@@ -139,13 +139,20 @@ def _git_state() -> str:
         return "unknown\n"
 
 
-def resume_changes(cfg: ExperimentConfig, run_dir: str) -> dict | None:
-    """None for a fresh start; else the accepted config changes of a resume ({} if none). Refused ones raise."""
+def resume_changes(cfg: ExperimentConfig, run_dir: str, world: int) -> tuple[dict | None, int]:
+    """(None for a fresh start, else the accepted config changes of a resume ({} if none); the step it resumes
+    from). Refused changes raise."""
     from dist_cluster import checkpoint as ckpt
     from dist_cluster.config.identity import check_resume
-    if not cfg.ckpt.resume or ckpt.latest(os.path.join(run_dir, "checkpoints")) is None:
-        return None
-    return check_resume(cfg, run_dir)
+    ckpt_dir = os.path.join(run_dir, "checkpoints")
+    tag = ckpt.latest(ckpt_dir) if cfg.ckpt.resume else None
+    if tag is None:
+        return None, 0
+    try:   # a damaged COMPLETE is the resume's to report (it falls back to an older checkpoint)
+        meta = ckpt.read_meta(ckpt_dir, tag)
+    except (OSError, ValueError):
+        meta = {}
+    return check_resume(cfg, run_dir, world, meta.get("world_size", world)), meta.get("step", 0)
 
 
 def method_import_paths(cfg: ExperimentConfig) -> list[str]:
@@ -200,7 +207,8 @@ def run(cfg: ExperimentConfig) -> dict:
     try:
         if env.is_main:
             check_writable(os.path.join(run_dir, "checkpoints"), "checkpoints folder")
-        changes = resume_changes(cfg, run_dir)   # every rank: a refused resume starts no process group
+        # every rank: a refused resume starts no process group
+        changes, resume_step = resume_changes(cfg, run_dir, env.world_size)
         device = init_distributed(env, cfg.engine.dist_timeout_min)
         if env.is_main:
             write_run_files(cfg, run_dir, env, changes)
@@ -209,10 +217,8 @@ def run(cfg: ExperimentConfig) -> dict:
         torch.manual_seed(cfg.seed * 1000 + env.rank)   # per-rank stream for noise drawn during training
         logger = MetricLogger(run_dir, enabled=env.is_main)
         if changes:   # recorded at the step the run resumes from
-            from dist_cluster import checkpoint as ckpt
-            ckpt_dir = os.path.join(run_dir, "checkpoints")
-            logger.log({"changed": {k: {"saved": a, "given": b} for k, (a, b) in changes.items()}},
-                       ckpt.read_meta(ckpt_dir, ckpt.latest(ckpt_dir))["step"], kind="resume_config", echo=True)
+            logger.log({"changed": {k: {"saved": a, "given": b} for k, (a, b) in changes.items()}}, resume_step,
+                       kind="resume_config", echo=True)
         ctx = RunContext(cfg=cfg, env=env, run_dir=run_dir, device=device, logger=logger)
         trainer = Trainer(cfg, method, ctx)
         try:

@@ -4,9 +4,14 @@ A resumed run compares its config with the one its run directory was started (or
 with. Fields outside MAY_CHANGE that differ are refused, listed as `field: saved → given`, before anything is
 written; `ckpt.allow_changed=[KEY, ...]` accepts them knowingly, and the resumed run then writes
 `config.resume-N.yaml` beside the untouched `config.yaml` and records the change in metrics.jsonl.
+
+The batch is compared as the global batch (`data.batch_size` × world size): a resume on another number of
+processes keeps the global batch with another per-rank size. A config field whose dataclass metadata has
+`may_change=True` (a method's figure or diagnostic options) may change too.
 """
 from __future__ import annotations
 
+import dataclasses
 import glob
 import os
 import re
@@ -34,6 +39,18 @@ def flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
+def may_change_fields(cfg, prefix: str = "") -> tuple[str, ...]:
+    """Keys of fields marked `field(metadata={"may_change": True})`, at any depth of the config."""
+    out = []
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if f.metadata.get("may_change"):
+            out.append(prefix + f.name)
+        elif dataclasses.is_dataclass(value):
+            out += may_change_fields(value, f"{prefix}{f.name}.")
+    return tuple(out)
+
+
 def _matches(key: str, patterns) -> bool:
     return any(key == p or (p.endswith(".") and key.startswith(p)) or key.startswith(p + ".") for p in patterns)
 
@@ -54,17 +71,21 @@ def changes(saved: dict, given: dict) -> dict[str, tuple]:
             if a.get(k, missing) != b.get(k, missing)}
 
 
-def check_resume(cfg, run_dir: str) -> dict[str, tuple]:
+def check_resume(cfg, run_dir: str, world: int = 1, saved_world: int = 1) -> dict[str, tuple]:
     """The accepted changes against the newest saved config ({} when there is nothing to resume or nothing
-    changed); refused changes raise ConfigError naming each."""
+    changed); refused changes raise ConfigError naming each. world / saved_world: the processes now and when
+    the checkpoint was written."""
     paths = saved_configs(run_dir)
     if not paths:
         return {}
     with open(paths[-1]) as f:
         saved = yaml.safe_load(f) or {}
     diff = changes(saved, to_dict(cfg))
-    allowed = tuple(cfg.ckpt.allow_changed)
-    refused = {k: v for k, v in diff.items() if not _matches(k, MAY_CHANGE + allowed)}
+    bs = diff.get("data.batch_size")
+    if bs and isinstance(bs[0], int) and bs[0] * saved_world == bs[1] * world:
+        del diff["data.batch_size"]       # the same global batch on another number of processes
+    free = MAY_CHANGE + may_change_fields(cfg)
+    refused = {k: v for k, v in diff.items() if not _matches(k, free + tuple(cfg.ckpt.allow_changed))}
     if refused:
         rows = "\n".join(f"  {k}: {_show(s)} → {_show(g)}" for k, (s, g) in refused.items())
         keys = ",".join(refused)
@@ -72,7 +93,7 @@ def check_resume(cfg, run_dir: str) -> dict[str, tuple]:
             f"{run_dir} holds a run started with another config; resuming its checkpoint would mix the two "
             f"(saved in {os.path.basename(paths[-1])}):\n{rows}\nuse another run_dir, give the saved values, or "
             f"accept the change knowingly with ckpt.allow_changed=[{keys}]")
-    return {k: v for k, v in diff.items() if not _matches(k, MAY_CHANGE)}
+    return {k: v for k, v in diff.items() if not _matches(k, free)}
 
 
 def _show(v) -> str:

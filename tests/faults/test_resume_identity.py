@@ -1,11 +1,12 @@
 """R1: a resumed run is the run its checkpoints hold: a changed identity is refused before anything is written;
 an accepted change is recorded, and config.yaml is never overwritten."""
 import json
+import os
 import shutil
 
 import pytest
 import yaml
-from toy_runs import SHORT, run_toy, train_losses, tree_hashes
+from toy_runs import ROOT, SHORT, run_toy, train_losses, tree_hashes
 
 pytestmark = pytest.mark.slow
 
@@ -65,3 +66,21 @@ def test_fields_that_may_change_resume_without_a_record(stopped, tmp_path):
     assert open(run_dir / "config.yaml").read() == original
     assert not list(run_dir.glob("config.resume-*.yaml"))
     assert train_losses(run_dir)[-1][0] == 25
+
+
+def test_the_batch_is_compared_as_the_global_batch(tmp_path):
+    import sys
+    sys.path.insert(0, os.path.join(ROOT, "tests", "runtime"))
+    from toy_recipe import config
+
+    from dist_cluster.config import ConfigError, to_dict
+    from dist_cluster.config.identity import check_resume
+    saved = config()
+    saved.data.batch_size = 16
+    yaml.safe_dump(to_dict(saved), open(tmp_path / "config.yaml", "w"), sort_keys=False)
+    given = config()
+    given.data.batch_size = 32
+    given.method.wait_for_file = "go"                     # a field marked may_change
+    assert check_resume(given, str(tmp_path), world=1, saved_world=2) == {}
+    with pytest.raises(ConfigError, match="data.batch_size: 16 → 32"):
+        check_resume(given, str(tmp_path), world=2, saved_world=2)

@@ -1,7 +1,7 @@
 """A small supervised MLP on scikit-learn's digits: the engine's test subject (two stages, two groups)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
@@ -13,21 +13,26 @@ from dist_cluster.eval import cluster_metrics, gather_in_index_order
 from dist_cluster.methods.base import Method, Stage
 
 
+def knob(default):
+    """A test's fault-injection or pacing option: not part of the run's identity, so a resume may change it."""
+    return field(default=default, metadata={"may_change": True})
+
+
 @dataclass
 class ToyConfig:
     target: ClassVar[str] = "toy_method:ToyMethod"
     hidden: int = 32
     epochs1: int = 1
     epochs2: int = 2
-    nan_at_step: int = -1          # inject a NaN loss at this optimizer step (tests the guard)
-    nan_grad_at_step: int = -1     # a finite loss whose gradient is NaN at this step
-    log_hooks: bool = False        # write every hook call to run_dir/hooks.jsonl
-    step_sleep: float = 0.0        # slow each step down so a test can kill the run mid-epoch
+    nan_at_step: int = knob(-1)          # inject a NaN loss at this optimizer step (tests the guard)
+    nan_grad_at_step: int = knob(-1)     # a finite loss whose gradient is NaN at this step
+    log_hooks: bool = knob(False)        # write every hook call to run_dir/hooks.jsonl
+    step_sleep: float = knob(0.0)        # slow each step down so a test can kill the run mid-epoch
     # Every training step from this process's wait_from_step-th on waits until wait_for_file exists (at most
     # 300 s): a test holds the run mid-training for as long as it needs, instead of racing it with a sleep.
-    wait_for_file: str = ""
-    wait_from_step: int = 1
-    report_sleep: float = 0.0      # a slow end-of-run report (rank 0's write_figures), in seconds
+    wait_for_file: str = knob("")
+    wait_from_step: int = knob(1)
+    report_sleep: float = knob(0.0)      # a slow end-of-run report (rank 0's write_figures), in seconds
 
 
 class DigitsLoader:
