@@ -22,6 +22,13 @@ searched again in full precision (`dist_cluster.neighbors.rescore`), so the list
 search either way. The default, "auto", does so in bfloat16 for float32 rows of 384+ columns where every
 rank's device multiplies bfloat16 in hardware (`rescore.auto_dtype`); None searches in full precision only.
 
+Two paths (`path`): "cpu", the default on CPU tensors (`search.Search`: each tile pair's exact top-k through
+`topk.RunningTopK`, host syncs where ties need the ids), and "device", the default on CUDA
+(`device_search.DeviceSearch`: tiles sized from free device memory, the selection through int64 keys that
+order by score then id, cuts that the group maxima do not certify searched again once per round with the
+CPU path's selection: one host sync per round). Both give the same lists from the same scores; on CPU tensors
+the device path takes the CPU path's tiles (`chunk`), which is how its exactness is tested without a GPU.
+
 Every database block has the same shape (short ones are zero-padded) and query tiles are padded to a
 multiple of 64 rows (BLAS rounds products of fewer rows differently), so a pair's score does not depend on
 the sharding, and exact duplicates in the database get exactly equal scores. Scores are
@@ -36,23 +43,16 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 
-from dist_cluster.distributed import (
-    all_gather_nograd,
-    all_gather_varlen,
-    all_reduce_max,
-    broadcast_async,
-    rank,
-    world_size,
-)
+from dist_cluster.distributed import all_gather_nograd, all_gather_varlen, all_reduce_max
+from dist_cluster.neighbors import keys as keys_
 from dist_cluster.neighbors import rescore as rescore_
-from dist_cluster.neighbors.topk import RunningTopK, lexsort_rows
-from dist_cluster.precision import exact_float32
+from dist_cluster.neighbors.device_search import DeviceSearch, cuda_tiles
+from dist_cluster.neighbors.search import Search
+from dist_cluster.neighbors.tiles import GUARD, PAD_ID, round_up
 
-PAD_ID = torch.iinfo(torch.int64).max     # id of padding rows; they score -inf and sort last
-# MKL's dgemm rounds the last few columns of a product differently from the others; zero guard rows at the
-# end of every database block keep each real pair out of them, so its score does not depend on its position
-GUARD = 16
+__all__ = ["GUARD", "PAD_ID", "METRICS", "PATHS", "Neighbors", "prepare", "iter_knn", "knn"]
 METRICS = ("l2", "cosine")
+PATHS = ("auto", "cpu", "device")
 
 
 @dataclass
@@ -60,6 +60,7 @@ class Neighbors:
     index: torch.Tensor    # (n, k) int64 global ids, nearest first (self first unless self_first=False)
     dist: torch.Tensor     # (n, k) ascending; l2: Euclidean distance, cosine: 1 − cos
     searched_again: int = 0   # low-precision search: queries whose candidates were not certified
+    recut: int = 0            # device path: rows whose cut the group maxima did not certify (searched again)
 
 
 def prepare(x: torch.Tensor, metric: str, inplace: bool = False) -> torch.Tensor:
@@ -75,10 +76,6 @@ def prepare(x: torch.Tensor, metric: str, inplace: bool = False) -> torch.Tensor
     return F.normalize(x, dim=1).contiguous()
 
 
-def _round_up(n: int, m: int) -> int:
-    return -(-n // m) * m
-
-
 def _shard_layout(n_local: int, index: torch.Tensor | None, device) -> tuple[list[int], torch.Tensor]:
     """Every rank's row count and the global ids of all rows, concatenated in rank order."""
     sizes = [int(s) for s in all_gather_nograd(torch.tensor([n_local], device=device))]
@@ -92,125 +89,39 @@ def _shard_layout(n_local: int, index: torch.Tensor | None, device) -> tuple[lis
     return sizes, gid
 
 
-def _database_blocks(x: torch.Tensor, sizes: list[int], tile: int) -> Iterator[tuple[int, int, int, torch.Tensor]]:
-    """(src rank, first local row, rows, zero-padded (tile + GUARD)×d block): every rank's blocks in order."""
-    me, multi = rank(), world_size() > 1
-    plan = [(src, b0) for src, n in enumerate(sizes) for b0 in range(0, n, tile)]
-    bufs = [x.new_zeros((tile + GUARD, x.shape[1])) for _ in range(min(2, len(plan)))]
-
-    def fetch(j):
-        src, b0 = plan[j]
-        m, buf = min(tile, sizes[src] - b0), bufs[j % 2]
-        if src == me:
-            buf[:m] = x[b0:b0 + m]
-            buf[m:] = 0
-        work = broadcast_async(buf, src) if multi else None
-        return m, buf, work
-
-    nxt = fetch(0) if plan else None
-    for j, (src, b0) in enumerate(plan):
-        m, buf, work = nxt
-        if work is not None:
-            work.wait()
-        if j + 1 < len(plan):
-            nxt = fetch(j + 1)          # in flight while this block is scored (the other buffer)
-        yield src, b0, m, buf
+def _search(x, path, sizes, gid, identity, metric, self_first, chunk, nq, keep, dtype):
+    """The CPU or the device search, with its tiles, and the bytes of top-k state per query row."""
+    n_total = sum(sizes)
+    if path not in PATHS:
+        raise ValueError(f"path must be one of {PATHS}, got {path!r}")
+    fits = n_total <= keys_.max_rows(x.dtype) - 1
+    if path == "auto":
+        path = "device" if x.device.type == "cuda" and fits else "cpu"
+    if path == "device" and not fits:
+        raise ValueError(f"path='device' keys {x.dtype} scores with {keys_.id_bits(x.dtype)}-bit ids: at most "
+                         f"{keys_.max_rows(x.dtype) - 1} rows per call, got {n_total}")
+    elem = torch.empty(0, dtype=dtype).element_size()
+    if path == "device" and chunk is None and x.device.type == "cuda":
+        q_rows, tile = cuda_tiles(x, sizes, nq, elem)
+    else:
+        tile = q_rows = min(round_up(max(chunk or 4096, 1), 64), round_up(n_total, 64))
+    if path == "device":
+        return DeviceSearch(x, sizes, gid, tile, metric, self_first, 1, identity, q_rows), (keep + 1) * (elem + 8) * 2
+    pending = 8 if keep <= 64 else 1        # blocks' lists kept aside before a merge (RunningTopK)
+    return Search(x, sizes, gid, tile, metric, self_first, pending, identity), keep * (elem + 8) * (pending + 1)
 
 
-def _query_tiles(x: torch.Tensor, rows, tile: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(local row ids, query rows) per tile of `rows` (a range: views of x; a tensor: gathered), the rows
-    zero-padded to a multiple of 64 when needed."""
-    out = []
-    for a in range(0, len(rows), tile):
-        part = rows[a:a + tile]
-        if isinstance(part, range):
-            q, part = x[part.start:part.stop], torch.arange(part.start, part.stop, device=x.device)
-        else:
-            q = x[part]
-        if len(part) % 64:
-            q = torch.cat([q, q.new_zeros((_round_up(len(part), 64) - len(part), x.shape[1]))])
-        out.append((part, q))
-    return out
-
-
-@exact_float32()
-def _score(q, blk, neg_sq, out, metric):
-    """Scores (rows of q) × (rows of blk) into out: q·b for cosine, 2 q·b − ‖b‖² for l2 (same order per query)."""
-    if metric == "l2":
-        return torch.addmm(neg_sq, q, blk.T, alpha=2, out=out)
-    return torch.mm(q, blk.T, out=out)
-
-
-@dataclass
-class _Search:
-    """What every search of one call shares: the shards' layout, the tile and the metric."""
-    x: torch.Tensor
-    sizes: list[int]
-    gid: torch.Tensor
-    tile: int
-    metric: str
-    self_first: bool
-    pending: int
-    identity: bool         # gid is arange (default ids)
-
-    def blocks(self):
-        offsets = [sum(self.sizes[:r]) for r in range(len(self.sizes))]
-        for src, b0, m, buf in _database_blocks(self.x, self.sizes, self.tile):
-            yield src, offsets[src] + b0, b0, m, buf
-
-    def lists(self, rows, keep: int, low: torch.dtype | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Collective: the best `keep` (score, global id) of each local query row, sorted, scored in `low`
-        (or x's precision)."""
-        x, me = self.x, rank()
-        dtype = low or x.dtype          # of the scores: queries and blocks are converted once
-        tiles = [(rid, q.to(dtype)) for rid, q in _query_tiles(x, rows, self.tile)]
-        best = [RunningTopK(keep, self.pending, ties=low is None) for _ in tiles]
-        ids = torch.full((self.tile + GUARD,), PAD_ID, dtype=torch.long, device=x.device)
-        score_buf = x.new_empty((self.tile, self.tile + GUARD), dtype=dtype)
-        for src, start, b0, m, blk in self.blocks():
-            ids[:m], ids[m:] = self.gid[start:start + m], PAD_ID
-            neg_sq = (-(blk * blk).sum(1)).to(dtype) if self.metric == "l2" else None
-            blk = blk.to(dtype)
-            for (rid, q), running in zip(tiles, best):
-                s = _score(q, blk, neg_sq, score_buf[:q.shape[0]], self.metric)[:len(rid)]
-                s[:, m:] = float("-inf")
-                if self.self_first and src == me:
-                    mine = ((rid >= b0) & (rid < b0 + m)).nonzero().squeeze(1)
-                    s[mine, rid[mine] - b0] = float("inf")
-                running.add(s, ids)
-        if not tiles:
-            return x.new_empty((0, keep), dtype=low or x.dtype), torch.empty((0, keep), dtype=torch.long)
-        return tuple(torch.cat(t) for t in zip(*(b.result() for b in best)))
-
-    def rescored(self, rows, k: int, low: torch.dtype, rescore: int, b_max: float):
-        """Collective: low-precision candidates re-scored exactly; uncertified queries searched again in full."""
-        with rescore_.float32_accumulation(self.x.device):
-            s, ids = self.lists(rows, k + rescore, low)
-        q = self.x[rows.start:rows.stop]
-        pos = rescore_.positions(self.gid, ids, self.identity)
-        exact = rescore_.exact_scores(q, pos, s, ((st, m, buf) for _, st, _, m, buf in self.blocks()), self.metric)
-        e, i = lexsort_rows(exact, ids)
-        e, i = e[:, :k], i[:, :k]
-        last = s[:, -1].to(e.dtype)
-        eps = rescore_.error_bound(low, q.shape[1], torch.linalg.vector_norm(q, dim=1), b_max, last, self.metric)
-        ok = (last == float("-inf")) | (e[:, -1] > last + eps)
-        bad = (~ok).nonzero().squeeze(1)
-        again = torch.tensor([len(bad)], device=q.device)
-        all_reduce_max(again)
-        if int(again):
-            e[bad], i[bad] = self.lists(bad + rows.start, k, None)
-        return e, i, len(bad)
-
-
-def iter_knn(x: torch.Tensor, k: int, metric: str = "l2", index: torch.Tensor | None = None, chunk: int = 4096,
+def iter_knn(x: torch.Tensor, k: int, metric: str = "l2", index: torch.Tensor | None = None, chunk: int | None = None,
              max_state_bytes: int = 1 << 29, self_first: bool = True, n_queries: int | None = None,
-             inplace: bool = False, gemm_dtype: torch.dtype | str | None = "auto",
-             rescore: int = 32) -> Iterator[tuple[int, int, Neighbors]]:
+             inplace: bool = False, gemm_dtype: torch.dtype | str | None = "auto", rescore: int = 32,
+             path: str = "auto") -> Iterator[tuple[int, int, Neighbors]]:
     """Yield (start, stop, neighbours of local rows start:stop), one round at a time.
 
     Collective: every rank must drain the iterator. x: (n_local, d) this rank's rows; index: their global
-    ids (default: rank-ordered contiguous ranges); n_queries: query only the first n local rows (all by default);
-    inplace: normalise x itself for cosine; gemm_dtype/rescore: low-precision candidates (see module doc).
+    ids (default: rank-ordered contiguous ranges); chunk: query rows and database rows per tile (default
+    4096, or sized from free memory by the device path on CUDA); n_queries: query only the first n local rows
+    (all by default); inplace: normalise x itself for cosine; gemm_dtype/rescore: low-precision candidates;
+    path: "cpu", "device" or "auto" (device on CUDA) (see module doc).
     """
     if gemm_dtype is not None and gemm_dtype != "auto" and gemm_dtype not in rescore_.UNIT_ROUNDOFF:
         raise ValueError(f"gemm_dtype must be 'auto', None, torch.bfloat16 or torch.float16, got {gemm_dtype}")
@@ -222,15 +133,14 @@ def iter_knn(x: torch.Tensor, k: int, metric: str = "l2", index: torch.Tensor | 
     n_total = sum(sizes)
     if not 0 < k <= n_total:
         raise ValueError(f"k must be in [1, {n_total}] (rows in the data set), got {k}")
-    tile = min(_round_up(max(chunk, 1), 64), _round_up(n_total, 64))
-    pending = 8 if k <= 64 else 1        # blocks' lists kept aside before a merge (RunningTopK)
     keep = k + (rescore if gemm_dtype is not None else 0)
-    per_row = keep * (x.element_size() + 8) * (pending + 1)
-    rows_per_round = max(tile, (max_state_bytes // per_row) // tile * tile)
     nq = x.shape[0] if n_queries is None else min(n_queries, x.shape[0])
+    search, per_row = _search(x, path, sizes, gid, index is None, metric, self_first, chunk, nq, keep,
+                              gemm_dtype or x.dtype)
+    step = search.q_rows
+    rows_per_round = max(step, (max_state_bytes // per_row) // step * step)
     rounds = torch.tensor([-(-nq // rows_per_round)], device=x.device)
     all_reduce_max(rounds)
-    search = _Search(x, sizes, gid, tile, metric, self_first, pending, index is None)
     b_max = 0.0
     if gemm_dtype is not None:      # the largest row norm, for the error bound
         b_max = float(all_reduce_max(torch.linalg.vector_norm(x, dim=1).amax().reshape(1) if len(x)
@@ -238,8 +148,9 @@ def iter_knn(x: torch.Tensor, k: int, metric: str = "l2", index: torch.Tensor | 
 
     for r in range(int(rounds)):
         start, stop = min(r * rows_per_round, nq), min((r + 1) * rows_per_round, nq)
+        recut = getattr(search, "recut", 0)
         if gemm_dtype is None:
-            score, idx = search.lists(range(start, stop), k, None)
+            score, idx, _ = search.lists(range(start, stop), k, None)
             again = 0
         else:
             score, idx, again = search.rescored(range(start, stop), k, gemm_dtype, rescore, b_max)
@@ -252,16 +163,17 @@ def iter_knn(x: torch.Tensor, k: int, metric: str = "l2", index: torch.Tensor | 
             d = (1 - score).clamp(0, 2)
         if self_first:
             d[:, 0] = 0
-        yield start, stop, Neighbors(idx, d, again)
+        yield start, stop, Neighbors(idx, d, again, getattr(search, "recut", 0) - recut)
 
 
-def knn(x: torch.Tensor, k: int, metric: str = "l2", index: torch.Tensor | None = None, chunk: int = 4096,
+def knn(x: torch.Tensor, k: int, metric: str = "l2", index: torch.Tensor | None = None, chunk: int | None = None,
         max_state_bytes: int = 1 << 29, self_first: bool = True, n_queries: int | None = None,
-        inplace: bool = False, gemm_dtype: torch.dtype | str | None = "auto", rescore: int = 32) -> Neighbors:
+        inplace: bool = False, gemm_dtype: torch.dtype | str | None = "auto", rescore: int = 32,
+        path: str = "auto") -> Neighbors:
     """The k nearest neighbours (global ids and distances) of every local row, aligned with x's rows."""
     parts = [nb for _, _, nb in iter_knn(x, k, metric, index, chunk, max_state_bytes, self_first, n_queries,
-                                         inplace, gemm_dtype, rescore)]
+                                         inplace, gemm_dtype, rescore, path)]
     if not parts:
         return Neighbors(torch.empty((0, k), dtype=torch.long, device=x.device), x.new_empty((0, k)))
     return Neighbors(torch.cat([p.index for p in parts]), torch.cat([p.dist for p in parts]),
-                     sum(p.searched_again for p in parts))
+                     sum(p.searched_again for p in parts), sum(p.recut for p in parts))

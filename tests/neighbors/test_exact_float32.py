@@ -38,10 +38,11 @@ def seen(monkeypatch):
     return out
 
 
+@pytest.mark.parametrize("path", ["cpu", "device"])
 @pytest.mark.parametrize("metric", ["l2", "cosine"])
-def test_knn_gemms_run_without_tf32(tf32_on, seen, metric):
+def test_knn_gemms_run_without_tf32(tf32_on, seen, metric, path):
     x = torch.randn(700, 16)
-    knn(x, 5, metric=metric, chunk=256, gemm_dtype=None)
+    knn(x, 5, metric=metric, chunk=256, gemm_dtype=None, path=path)
     assert seen and set(seen) == {(False, False, "highest")}
     assert _flags() == (True, True, "high")             # training's settings back after the call
 
