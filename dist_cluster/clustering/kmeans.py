@@ -6,7 +6,9 @@ one fused pass over the rows (`LloydPass`: nearest centre and the per-cluster su
 then one collective for sums, counts and the number of changed labels. Empty clusters move to the points
 farthest from their centres (globally, ties by the smaller global index). Stop when no label changes (the
 last pass's labels already match the centres) or when the centre shift Σ‖Δc‖² ≤ tol · mean per-feature
-variance (then one assignment pass without sums, so labels match the returned centres).
+variance (then one assignment pass without sums, so labels match the returned centres). The convergence test
+is an iteration's one host sync (changed labels, empty clusters and the shift read back together).
+`path`: the pass's CPU or device design (`lloyd_pass`; "auto": device on CUDA).
 `backend="sklearn"` gathers the rows to rank 0, runs scikit-learn's KMeans there and broadcasts centres and
 labels (reference parity, e.g. for PICI).
 """
@@ -30,13 +32,13 @@ class KMeansResult:
 
 
 def assign(x: torch.Tensor, centroids: torch.Tensor, chunk: int | None = None, shift: torch.Tensor | None = None,
-           sums: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+           sums: torch.Tensor | None = None, path: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
     """Nearest centroid (ties: smaller id) and its squared distance (float64) for every row.
 
     shift: subtracted from every row first (the centroids must be given in the shifted coordinates).
     sums: if given, a (k, d) float64 tensor to which each cluster's (shifted) rows are added, in the same pass.
     """
-    with LloydPass(x, centroids.shape[0], chunk, mu=shift) as fused:
+    with LloydPass(x, centroids.shape[0], chunk, mu=shift, path=path) as fused:
         got = fused.run(centroids, sums is not None)[0]
     if sums is not None:
         sums += got
@@ -62,6 +64,12 @@ def _relocate_empty(xc, d2, labels, sums, counts, offsets):
         sums[c], counts[c] = rows_all[j], 1
 
 
+def _update(c, sums, counts):
+    """The new centres (empty clusters keep theirs) and the shift Σ‖Δc‖², on the device."""
+    new = torch.where(counts[:, None] > 0, sums / counts.clamp_min(1)[:, None], c.double()).to(c)
+    return new, ((new.double() - c.double()) ** 2).sum()
+
+
 def _lloyd(fused: LloydPass, c, max_iter, tol, offsets):
     """Lloyd from the centred centres c; returns centred centres, labels, inertia and iterations."""
     fused.labels.fill_(-1)
@@ -69,11 +77,13 @@ def _lloyd(fused: LloydPass, c, max_iter, tol, offsets):
     for it in range(1, max_iter + 1):
         sums, counts, changed = fused.run(c, True)
         packed = all_reduce_sum(torch.cat([sums.flatten(), counts, changed]))     # one collective
-        sums, counts, changed = packed[:sums.numel()].view_as(sums), packed[sums.numel():-1], int(packed[-1])
-        if (counts == 0).any():
+        sums, counts = packed[:sums.numel()].view_as(sums), packed[sums.numel():-1]
+        new, shift = _update(c, sums, counts)
+        changed, empty, shift = torch.stack([packed[-1], (counts == 0).sum().double(), shift]).tolist()
+        if empty:          # rare: the update is made again after the relocation
             _relocate_empty(fused.x, fused.sq_dist(), fused.labels, sums, counts, offsets)
-        new = torch.where(counts[:, None] > 0, sums / counts.clamp_min(1)[:, None], c.double()).to(c)
-        shift = float(((new.double() - c.double()) ** 2).sum())
+            new, shift = _update(c, sums, counts)
+            shift = float(shift)
         c = new
         if changed == 0:
             strict = True
@@ -94,7 +104,8 @@ def _mean(x: torch.Tensor, n_total: int, chunk: int) -> torch.Tensor:
 
 @torch.no_grad()
 def kmeans(x: torch.Tensor, k: int, n_init: int = 1, max_iter: int = 300, tol: float = 1e-4, seed: int = 0,
-           init: str | torch.Tensor = "k-means++", chunk: int | None = None, backend: str = "torch") -> KMeansResult:
+           init: str | torch.Tensor = "k-means++", chunk: int | None = None, backend: str = "torch",
+           path: str = "auto") -> KMeansResult:
     """Cluster the rows of all ranks into k clusters; the best of n_init runs (lowest inertia) is kept.
 
     Collective. init: "k-means++", "random" (k distinct rows) or a (k, d) tensor (then one run).
@@ -114,7 +125,7 @@ def kmeans(x: torch.Tensor, k: int, n_init: int = 1, max_iter: int = 300, tol: f
     mu = _mean(x, int(offsets[-1]), 8192)
     gen = torch.Generator().manual_seed(seed)
     best = None
-    with LloydPass(x, k, chunk, mu=mu) as fused:
+    with LloydPass(x, k, chunk, mu=mu, path=path) as fused:
         total_sq = all_reduce_sum(torch.tensor([fused.total_sq], dtype=torch.float64, device=x.device))
         tol_abs = tol * float(total_sq) / (int(offsets[-1]) * x.shape[1])     # tol × mean per-feature variance
         for _ in range(1 if isinstance(init, torch.Tensor) else n_init):

@@ -9,6 +9,11 @@ chunk's rows (`index_add_` in the data's dtype, flushed into float64 after every
 directly when a chunk has fewer rows than centres). The ones column's sums are the counts (a bincount
 otherwise); changed labels are counted once per pass.
 
+The device path (the default on CUDA; `path="device"` forces it on CPU tensors, which is how it is tested)
+keeps every step on the device: one GEMM per tile with the bias in its epilogue, `torch.min` for the label and
+its score, counts by `index_add_` (a `bincount` would read its maximum back to the host), the tile's sums in
+the data's dtype flushed into float64; no step of a pass waits for the host.
+
 On CPU the chunks go to `workers` Python threads that each run torch single-threaded (torch releases the GIL
 inside its kernels), like scikit-learn's one OpenMP region per iteration. With no per-operation thread
 barriers, a busy machine slows a pass down in proportion instead of stalling every small operation. Chunk
@@ -34,16 +39,19 @@ def work_dtype(x: torch.Tensor) -> torch.dtype:
     return x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
 
 
+PATHS = ("auto", "cpu", "device")
+
+
 def default_chunk(n: int, k: int, device: torch.device) -> int:
-    if device.type != "cpu":
+    if device.type != "cpu":      # a 256 MiB float32 tile: few launches per pass
         return max(1, min(n, (1 << 26) // max(k, 1)))
     return max(256, min(8192, TILE_ELEMENTS // max(k, 1)))
 
 
-def _assign(s: torch.Tensor, labels: torch.Tensor, mins: torch.Tensor) -> None:
+def _assign(s: torch.Tensor, labels: torch.Tensor, mins: torch.Tensor, cpu: bool) -> None:
     """labels ← the first argmin of each row of s, mins ← its minimum, in place. On CPU numpy's argmin is
     about twice as fast as torch's min(dim)."""
-    if s.device.type != "cpu":
+    if not cpu:
         torch.min(s, 1, out=(mins, labels))
         return
     s.numpy().argmin(1, out=labels.numpy())
@@ -54,12 +62,14 @@ class LloydPass:
     """Centred rows, their norms and the pass buffers; use as a context manager (it owns a thread pool)."""
 
     def __init__(self, x: torch.Tensor, k: int, chunk: int | None = None, workers: int | None = None,
-                 mu: torch.Tensor | None = None):
+                 mu: torch.Tensor | None = None, path: str = "auto"):
         n, d = x.shape
         self.k, dev = k, x.device
+        if path not in PATHS or (path == "cpu" and dev.type != "cpu"):
+            raise ValueError(f"path must be one of {PATHS} ('cpu' for CPU tensors only), got {path!r}")
         self.chunk = max(1, chunk or default_chunk(n, k, dev))
         self.bounds = [(a, min(a + self.chunk, n)) for a in range(0, n, self.chunk)]
-        self.cpu = dev.type == "cpu"
+        self.cpu = dev.type == "cpu" and path != "device"
         self.workers = max(1, min(workers or torch.get_num_threads(), len(self.bounds))) if self.cpu else 1
         self.augment = d < AUGMENT_BELOW and self.cpu
         borrow = mu is None and x.is_contiguous() and x.dtype == work_dtype(x) and not self.augment
@@ -137,13 +147,16 @@ class LloydPass:
         before = self.labels.numpy().copy() if self.cpu else self.labels.clone()
         # reused score tiles: a fresh one per chunk is a large allocation whose pages are faulted in every time
         tiles = [self.x.new_empty((self.chunk, k)) for _ in w_all]
+        ones = None if self.cpu else torch.ones(self.chunk, dtype=torch.long, device=dev)
 
         def chunk(a, b, w):
             out, i = tiles[w][:b - a], self.labels[a:b]
             s = (torch.mm(self.xa[a:b], ct, out=out) if self.augment
                  else torch.addmm(c_sq, self.x[a:b], ct, alpha=-2, out=out))
-            _assign(s, i, self.min_part[a:b])
-            if not count_sums:
+            _assign(s, i, self.min_part[a:b], self.cpu)
+            if ones is not None:
+                counts[w].index_add_(0, i, ones[:b - a])
+            elif not count_sums:
                 counts[w] += torch.bincount(i, minlength=k)
             if acc is None:
                 return

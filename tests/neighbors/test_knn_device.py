@@ -139,3 +139,23 @@ def test_cuda_tiles_fit_free_memory(monkeypatch):
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (1 << 30, 140 << 30))
     q, tile = cuda_tiles(x, [600_000, 400_000], 1_000_000, 4)
     assert q * (tile + 16) * 4 <= (1 << 30) // 4 + 64 * 4096 * 4 and tile >= 4096 - 64
+
+
+def _read_backs(monkeypatch, fn) -> int:
+    reads = []
+    for name in ("__bool__", "__int__", "__float__", "__index__", "item", "tolist", "numpy"):
+        real = getattr(torch.Tensor, name)
+        monkeypatch.setattr(torch.Tensor, name, lambda *a, _r=real, _n=name, **k: reads.append(_n) or _r(*a, **k))
+    try:
+        fn()
+    finally:
+        monkeypatch.undo()
+    return len(reads)
+
+
+def test_host_read_backs_do_not_grow_with_the_tile_pairs(monkeypatch):
+    x = data(1200, 8, dtype=torch.float32)
+    few = _read_backs(monkeypatch, lambda: knn(x, 5, chunk=640, path="device", gemm_dtype=None))     # 2×2 pairs
+    many = _read_backs(monkeypatch, lambda: knn(x, 5, chunk=64, path="device", gemm_dtype=None))     # 19×19
+    assert few == many and many <= 8, (few, many)
+    assert _read_backs(monkeypatch, lambda: knn(x, 5, chunk=64, path="cpu", gemm_dtype=None)) > many
