@@ -1,5 +1,6 @@
 """python -m dist_cluster.cluster DATA --method {cgmcr2,unic,pici,kmeans} --k K [--labels FILE] [--n-init N]
-[--run-dir DIR] [key=value ...]   (also under torchrun: torchrun --nproc_per_node 2 -m dist_cluster.cluster ...)
+[--select {consensus,silhouette,loss}] [--run-dir DIR] [key=value ...]
+(also under torchrun: torchrun --nproc_per_node 2 -m dist_cluster.cluster ...)
 
 Shards DATA once (cached by content hash under --data-root), sizes the method's recipe to it, trains through
 the normal launcher path and writes, in the run directory: clusters.csv (index, cluster, confidence),
@@ -17,6 +18,7 @@ import sys
 
 from dist_cluster.cluster.arrays import InputError, check_k
 from dist_cluster.cluster.configs import METHODS
+from dist_cluster.cluster.selection import DEFAULT_RULE, RULES
 
 # Set by this command from its options or DATA: as overrides they would reach the training config but not the
 # report (or crash it after training), so they are refused with what to use instead.
@@ -30,6 +32,7 @@ NOT_OVERRIDES = {
     "method.k": "use --k K",
     "method.num_clusters": "use --k K",
     "method.target": "this command sets it (the class that writes the predictions)",
+    "method.baselines": "use --baselines none|kmeans|all",
 }
 
 
@@ -44,13 +47,18 @@ def parse(argv):
     p.add_argument("--labels", help="labels file (.npy/.npz/.pt), optional")
     p.add_argument("--features-key", help="array name of the features in an .npz/.pt")
     p.add_argument("--labels-key", help="array name of the labels in an .npz/.pt")
-    p.add_argument("--n-init", type=int, default=1, help="seeds to train; the lowest final loss is kept")
+    p.add_argument("--n-init", type=int, default=1, help="seeds to train; --select says which is kept")
+    p.add_argument("--select", choices=list(RULES), default=DEFAULT_RULE,
+                   help="which of the --n-init seeds is kept (label-free): " +
+                        "; ".join(f"{k}: {v}" for k, v in RULES.items()) + f" (default {DEFAULT_RULE})")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--run-dir", help="default runs/<method>_<data name>")
     p.add_argument("--cache-dir", "--data-root", dest="data_root", metavar="DIR",
                    help="where DATA is sharded and cached (default $DIST_CLUSTER_CACHE, else "
                         "$XDG_CACHE_HOME/dist_cluster or ~/.cache/dist_cluster; --data-root is an alias)")
     p.add_argument("--nmi", default="arithmetic", choices=["arithmetic", "geometric"], help="NMI normalisation")
+    p.add_argument("--baselines", default="all", choices=["none", "kmeans", "all"],
+                   help="the table's baseline rows: none, KMeans only, or KMeans and spectral clustering (default)")
     return p.parse_intermixed_args(argv)
 
 
@@ -64,7 +72,7 @@ def check_overrides(method: str, overrides: list[str]) -> None:
             raise InputError(f"{arg!r} is not honoured by this command: {NOT_OVERRIDES[key]}")
         if method == "kmeans":
             raise InputError(f"{arg!r}: --method kmeans trains nothing, so it takes no key=value overrides "
-                             "(its options: --k, --seed, --run-dir, --nmi)")
+                             "(its options: --k, --seed, --run-dir, --nmi, --baselines)")
 
 
 def plan(argv: list[str], world_size: int = 1):
@@ -90,6 +98,9 @@ def plan(argv: list[str], world_size: int = 1):
     if args.method != "kmeans":
         if not any(o.startswith("method.nmi_average=") for o in overrides):
             overrides.append(f"method.nmi_average={args.nmi}")
+        if args.method == "cgmcr2":          # CgMCR²'s own end-of-run report computes its baselines
+            from dist_cluster.cluster.baselines import CHOICES
+            overrides.append(f"method.baselines=[{','.join(CHOICES[args.baselines])}]")
         method_config(args.method, data, args.k, overrides, run_dir, world_size)   # bad overrides fail here
     return args, data, run_dir, overrides
 
@@ -106,7 +117,7 @@ def main(argv=None) -> dict | None:
 
 def _main(argv) -> dict | None:
     from dist_cluster.cluster.report import write_report
-    from dist_cluster.cluster.run import kmeans_predictions, select, selection_report, train_seeds
+    from dist_cluster.cluster.run import select, selection_report, train_seeds
     from dist_cluster.distributed import resolve
     from dist_cluster.launch import strip_launcher_args
     env = resolve()
@@ -114,15 +125,16 @@ def _main(argv) -> dict | None:
     if args.method == "kmeans":
         if not env.is_main:
             return None
+        from dist_cluster.cluster.kmeans_run import kmeans_method
         from dist_cluster.cluster.report import inputs_for_table
-        runs = [kmeans_predictions(inputs_for_table(data)[0], args.k, args.seed, run_dir)]
+        runs = [kmeans_method(inputs_for_table(data)[0], args.k, args.seed, run_dir)]
     else:
         runs = train_seeds(args.method, data, args.k, overrides, run_dir, args.n_init, args.seed, env.world_size)
     if not env.is_main:
         return None
-    best = select(runs)
-    return write_report(args.method, data, args.k, runs, best, selection_report(runs, best), run_dir, args.seed,
-                        args.nmi, env.world_size)
+    best = select(runs, args.select)
+    return write_report(args.method, data, args.k, runs, best, selection_report(runs, best, args.select), run_dir,
+                        args.seed, args.nmi, env.world_size, baselines=args.baselines)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,6 @@
-"""Train a method on the user's data through the normal launcher path, `n_init` seeds in sequence, and keep
-the seed with the lowest final training loss (the method's own objective, label-free).
+"""Train a method on the user's data through the normal launcher path, `n_init` seeds in sequence; which
+seed is kept is decided in dist_cluster.cluster.selection (label-free rules, `--select`).
 
-The criterion is the mean of the logged training losses over the last 10% of logged steps (at least one).
 Seeds run one after another in the same processes; each has its own run directory `<run_dir>/seed_<s>`
 when n_init > 1. KMeans (`method="kmeans"`) has no training run: scikit-learn's KMeans(n_init) on rank 0.
 """
@@ -11,6 +10,8 @@ import os
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from dist_cluster.cluster.selection import DEFAULT_RULE, RULES, select, selection_report  # noqa: F401
 
 
 @dataclass
@@ -66,24 +67,6 @@ def train_seeds(method: str, data, k: int, overrides: list[str], run_dir: str, n
         runs.append(SeedRun(s, os.path.abspath(rd), final_loss(rd), summary.get("metrics", {}),
                             summary.get("wall_time_s")))
     return runs
-
-
-def select(runs: list[SeedRun]) -> SeedRun:
-    scored = [r for r in runs if r.loss is not None and np.isfinite(r.loss)]
-    return min(scored, key=lambda r: r.loss) if scored else runs[0]
-
-
-def selection_report(runs: list[SeedRun], best: SeedRun) -> dict:
-    """What the selection chose and, on labelled data, whether it beats the seeds' mean and median ACC."""
-    out = {"criterion": "lowest final training loss (mean over the last 10% of logged steps)",
-           "seeds": [r.seed for r in runs], "losses": [r.loss for r in runs], "selected_seed": best.seed}
-    accs = [r.metrics.get("acc") for r in runs]
-    if all(a is not None for a in accs) and len(runs) > 1:
-        out |= {"acc": accs, "selected_acc": best.metrics["acc"], "mean_acc": float(np.mean(accs)),
-                "median_acc": float(np.median(accs)),
-                "selected_beats_mean": bool(best.metrics["acc"] > np.mean(accs)),
-                "selected_beats_median": bool(best.metrics["acc"] > np.median(accs))}
-    return out
 
 
 def kmeans_predictions(x: np.ndarray, k: int, seed: int, run_dir: str, n_init: int = 10) -> SeedRun:
