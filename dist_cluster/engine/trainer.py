@@ -20,6 +20,7 @@ from dist_cluster.data import skips
 from dist_cluster.distributed import all_reduce_sum, barrier, main_only
 from dist_cluster.engine.device_data import channels_last_batches, device_batches
 from dist_cluster.engine.guard import FiniteGuard, NonFiniteLossError, params_finite
+from dist_cluster.engine.preemption import StopSignals
 from dist_cluster.engine.setup import build_optimizer, deepspeed_config, stage_scheduler
 from dist_cluster.engine.syncs import HostSyncCounter
 from dist_cluster.methods.base import total_loss
@@ -178,7 +179,7 @@ class Trainer:
         self.bar = self._progress(n_batches, start_batch, f"{stage.name} ep {epoch}")
         stream = device_batches(islice(loader.epoch(epoch, start_batch), n_batches - start_batch),
                                 self.engine.device, self.dtype, self.channels_last)
-        stopped, b = False, start_batch - 1
+        stopped, saved, b = False, False, start_batch - 1
         for b, (batch, n_skipped) in enumerate(stream, start=start_batch):
             skipped += n_skipped
             boundary = (self.micro + 1) % accum == 0
@@ -197,10 +198,13 @@ class Trainer:
                 self.bar.set_postfix(loss=f"{vals[0]:.4g}")
             if log:
                 self._log_train(rec)
-            if cfg.ckpt.every_steps and ctx.global_step % cfg.ckpt.every_steps == 0:
+            saved = cfg.ckpt.every_steps and ctx.global_step % cfg.ckpt.every_steps == 0
+            if saved:
                 self._save(si, epoch, b + 1)
             if cfg.engine.max_steps and ctx.global_step >= cfg.engine.max_steps:
                 stopped = True
+                break
+            if self.stop.requested:   # a signal reached some rank; all ranks see it after this same step
                 break
         if self.bar is not None:
             self.bar.close()
@@ -213,6 +217,11 @@ class Trainer:
         if stopped:
             self._save(si, epoch, b + 1)
             return True
+        if self.stop.requested:
+            if not saved:
+                self._save(si, epoch, b + 1)
+            path = os.path.join(self.ckpt_dir, ckpt.latest(self.ckpt_dir))
+            raise self.stop.exit(ctx.global_step, path, ctx.env.is_main)
         stage_end = epoch + 1 == self.first_epoch[si] + stage.epochs
         if cfg.ckpt.save_at_epoch_end or (cfg.ckpt.save_at_stage_end and stage_end):
             self._save(si, epoch, n_batches)
@@ -249,12 +258,17 @@ class Trainer:
         pos = self._resume(n_batches)
         self.last_eval, stopped = None, False
         self.method.train()
+        # SIGTERM/SIGUSR1 while training: finish the step, save, exit (engine/preemption.py)
+        self.stop = StopSignals(self.ctx.env.rank, self.ctx.env.world_size)
+        self.stop.attach(self.guard)   # every rank: the guard's reduce carries the flag
+        self.stop.install()
         try:
             for si in range(pos.stage_index, len(self.stages)):
                 if self._run_stage(si, pos, loader, n_batches):
                     stopped = True
                     break
         finally:
+            self.stop.restore()
             self.guard.remove()
         return self._finish(stopped, pos.resumed_from, t_start)
 
