@@ -5,11 +5,19 @@ Slurm sends USR2 `signal_delay_s` before the time limit (and on preemption); sub
 job resumes from the newest complete checkpoint in the same run directory (the engine does that), so work
 since that checkpoint is redone; `ckpt.every_steps` bounds how much. Every start, requeue signal and end is
 appended to `<run_dir>/jobs.jsonl`, which is where the requeue count and timings are read back from.
+
+SIGTERM and SIGUSR1 stop training after the current optimizer step with a checkpoint on every task
+(dist_cluster/engine/preemption.py); the stop is recorded. After SIGTERM every task exits 143 and Slurm decides
+what comes next: a preempted job is requeued (the job is submitted with --requeue), a cancelled one stays
+cancelled. After SIGUSR1 rank 0 requeues the job the way submitit's own handler does (`checkpoint()`, then
+`scontrol requeue`, or the local executor's requeue exit code), so `scancel --signal=USR1 JOB` means "save now
+and come back".
 """
 from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import time
 
@@ -37,6 +45,23 @@ def _append(run_dir: str, record: dict) -> None:
     os.makedirs(run_dir, exist_ok=True)
     with open(history_path(run_dir), "a") as f:
         f.write(json.dumps(record) + "\n")
+
+
+def _after_stop(env: submitit.JobEnvironment, run_dir: str, stop, restarts: int | None = None):
+    """A run stopped by SIGTERM/SIGUSR1 (a StopRun, raised on every task once the checkpoint is complete): record
+    it; for SIGUSR1 requeue the job. Returns the exception this task exits with."""
+    if env.global_rank == 0:
+        _append(run_dir, {"event": "stop", "signal": stop.signal_name, "job_id": env.job_id, "restart": restarts,
+                          "time": time.time(), "global_step": stop.step, "checkpoint": stop.path})
+    if stop.signum != signal.SIGUSR1:
+        return stop
+    if env.global_rank == 0:   # checkpoint() + requeue + exit: submitit's own preemption path
+        from submitit.core.job_environment import SignalHandler
+        delayed = submitit.helpers.DelayedSubmission.load(env.paths.submitted_pickle)
+        SignalHandler(env, env.paths, delayed).checkpoint_and_try_requeue(stop.signum)
+    # The other ranks exit 0: a failed task could make srun (KillOnBadExit=1) kill rank 0 before it requeues.
+    # No result is written (SystemExit), so the requeued job's results are the job's results.
+    return SystemExit(0)
 
 
 def _port(job_id: str, restarts: int) -> int:
@@ -101,8 +126,12 @@ class TrainJob(submitit.helpers.Checkpointable):
                                    "time": time.time(), "cluster": env.cluster, "hosts": list(env.hostnames),
                                    "tasks": env.num_tasks} | self.info)
         cfg = self.cfg
+        from dist_cluster.engine.preemption import StopRun
         from dist_cluster.launch import run
-        summary = run(cfg)
+        try:
+            summary = run(cfg)
+        except StopRun as stop:
+            raise _after_stop(env, self.run_dir, stop, restarts) from None
         summary = dict(summary, job_id=env.job_id, requeue_count=restarts)
         if env.global_rank == 0:
             _append(self.run_dir, {"event": "end", "job_id": env.job_id, "restart": restarts, "time": time.time(),
@@ -136,7 +165,11 @@ class ClusterJob(submitit.helpers.Checkpointable):
             _append(self.run_dir, {"event": "start", "job_id": env.job_id, "time": time.time(),
                                    "cluster": env.cluster, "tasks": env.num_tasks, "cli": self.argv})
         from dist_cluster.cluster.__main__ import main
-        summary = main(self.argv)
+        from dist_cluster.engine.preemption import StopRun
+        try:
+            summary = main(self.argv)
+        except StopRun as stop:
+            raise _after_stop(env, self.run_dir, stop) from None
         if env.global_rank == 0:
             _append(self.run_dir, {"event": "end", "job_id": env.job_id, "time": time.time()})
         return summary
