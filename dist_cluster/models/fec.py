@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import GroupNorm1, trunc_normal_
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
@@ -79,13 +80,22 @@ class FEC(nn.Module):
             nn.init.zeros_(m.bias)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        b, _, h, w = x.shape
+        """The stem: a 4×4/4 conv of the image and its row/col planes. The planes' share is the same for every
+        image, so it is one (C, H/4, W/4) bias from the plane part of the weights (no 5-channel input)."""
+        b, c, h, w = x.shape
         if h % 32 or w % 32:
             raise ValueError(f"FEC needs height and width divisible by 32 (every pool halves exactly), got {h}x{w}")
-        rows = torch.arange(h, device=x.device, dtype=x.dtype) / (h - 1) - 0.5
-        cols = torch.arange(w, device=x.device, dtype=x.dtype) / (w - 1) - 0.5
-        pos = torch.stack(torch.meshgrid(rows, cols, indexing="ij")).expand(b, -1, -1, -1)
-        return self.patch_embed(torch.cat([x, pos], dim=1))
+        weight = self.patch_embed.weight
+        out = F.conv2d(x, weight[:, :c], self.patch_embed.bias, stride=4)
+        # channels-first from here on, whatever layout the batch came in
+        return (out + self.position_bias(h, w, weight[:, c:])).contiguous()
+
+    @staticmethod
+    def position_bias(h: int, w: int, weight: torch.Tensor) -> torch.Tensor:
+        rows = torch.arange(h, device=weight.device, dtype=weight.dtype) / (h - 1) - 0.5
+        cols = torch.arange(w, device=weight.device, dtype=weight.dtype) / (w - 1) - 0.5
+        pos = torch.stack(torch.meshgrid(rows, cols, indexing="ij")).unsqueeze(0)
+        return F.conv2d(pos, weight, stride=4)
 
     def forward_features(self, x: torch.Tensor, trace: list | None = None) -> torch.Tensor:
         x = self.embed(x)

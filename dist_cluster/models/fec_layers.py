@@ -1,7 +1,9 @@
 """FEC's clustering layers (Chen et al., CVPR 2024, Eq. 4-7 and 9): hard clustering around adaptive-pooled
 centres, used for token mixing (ClusterEnc inside a block) and for down-sampling (ClusterPool between stages).
 
-Tensors are channels-first: features (B, C, N) with N = H*W flattened row-major, centres (B, C, O).
+Tensors are channels-first and contiguous throughout: features (B, C, N) with N = H*W flattened row-major,
+centres (B, C, O); 1×1 convolutions and the MLP are batched GEMMs on that layout (fec_ops.pointwise), so
+GroupNorm never sees another layout. The arithmetic is in fec_ops.
 """
 from __future__ import annotations
 
@@ -12,58 +14,26 @@ import torch.nn.functional as F
 from timm.layers import DropPath, GroupNorm1, LayerScale2d, Mlp
 from torch import nn
 
+from dist_cluster.models.fec_ops import (
+    NORM_EPS,
+    accumulation_dtype,
+    adaptive_centres,
+    aggregate,
+    assign,
+    dispatch,
+    nearest_centre,
+    no_autocast,
+    one_hot,
+    pointwise,
+    selected_cos,
+    unit_centres,
+)
+
+__all__ = ["ClusterEnc", "ClusterPool", "FecBlock", "PoolTrace", "adaptive_centres", "aggregate", "assign",
+           "dispatch", "accumulation_dtype", "selected_cos"]
+
 AGG_WEIGHTS = ("none", "sim")
 ASSIGN_ON = ("sim", "refined")
-
-
-def adaptive_centres(x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-    """Eq. 4: one centre per adaptive-average-pool window (PyTorch's windows, overlapping when uneven)."""
-    return F.adaptive_avg_pool2d(x, grid).flatten(2)
-
-
-def _assignment_precision(x: torch.Tensor) -> torch.Tensor:
-    # bf16/fp16 cosines tie often; the argmax is cheap to take in fp32
-    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
-
-
-@torch.no_grad()
-def assign(k: torch.Tensor, ck: torch.Tensor, alpha=None, beta=None, kn=None, cn=None) -> torch.Tensor:
-    """Eq. 5: a(n) = argmax_o cos(Ck_o, K_n) → (B, N) long; with alpha/beta the argmax is on σ(β + α·cos).
-    kn, cn: the unit-norm keys/centres if already computed (reused unless they are low precision)."""
-    if kn is None or kn.dtype in (torch.float16, torch.bfloat16):
-        kn = F.normalize(_assignment_precision(k), dim=1)
-        cn = F.normalize(_assignment_precision(ck), dim=1)
-    m = torch.einsum("bco,bcn->bon", cn, kn)
-    if alpha is not None:
-        m = torch.sigmoid(beta.to(m) + alpha.to(m) * m)
-    return m.argmax(dim=1)
-
-
-def selected_cos(kn: torch.Tensor, cn: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-    """cos(K_n, Ck_{a(n)}) → (B, N) from unit-norm keys and centres, with gradient; only the assigned entry of M
-    is ever needed, so the O×N similarity matrix is never kept for backward."""
-    return (kn * torch.gather(cn, 2, a.unsqueeze(1).expand(-1, cn.shape[1], -1))).sum(dim=1)
-
-
-def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
-    """float32 for sums and counts of low-precision values (bf16 stops counting at 256: 256 + 1 rounds to 256)."""
-    return torch.promote_types(dtype, torch.float32)
-
-
-def aggregate(v: torch.Tensor, cv: torch.Tensor, a: torch.Tensor, weight: torch.Tensor | None = None):
-    """Eq. 6: R_o = (Cv_o + Σ_{n: a(n)=o} w_n V_n) / (1 + |{n: a(n)=o}|), w = 1 unless given (CoC).
-    Sums and counts accumulate in float32 (float64 stays float64); R is cast back to the values' dtype."""
-    acc = accumulation_dtype(cv.dtype)
-    src = (v if weight is None else v * weight.unsqueeze(1)).to(acc)
-    sums = torch.zeros(cv.shape, dtype=acc, device=cv.device).scatter_add(2, a.unsqueeze(1).expand_as(v), src)
-    counts = torch.zeros(cv.shape[0], 1, cv.shape[2], dtype=acc, device=cv.device)
-    counts.scatter_add_(2, a.unsqueeze(1), torch.ones(a.shape, dtype=acc, device=a.device).unsqueeze(1))
-    return ((cv.to(acc) + sums) / (1.0 + counts)).to(cv.dtype)
-
-
-def dispatch(r: torch.Tensor, a: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-    """Eq. 7 (before its MLP): D_n = s_n · R_{a(n)}, each pixel gets only its own centre's feature."""
-    return torch.gather(r, 2, a.unsqueeze(1).expand(-1, r.shape[1], -1)) * s.unsqueeze(1)
 
 
 class ClusterEnc(nn.Module):
@@ -85,21 +55,42 @@ class ClusterEnc(nn.Module):
     def cluster(self, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """(B, h·e, H, W) keys and values → dispatched features of the same shape (before Proj)."""
         b, c, h, w = k.shape
-        # heads become batch elements: head-major channel split
-        k, v = k.reshape(b * self.heads, self.head_dim, h, w), v.reshape(b * self.heads, self.head_dim, h, w)
+        split = (b * self.heads, self.head_dim, h, w)    # heads become batch elements: head-major channels
+        return self.cluster_heads(k.reshape(split), v.reshape(split)).reshape(b, c, h, w)
+
+    def cluster_heads(self, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """(B·h, e, H, W) keys and values (views are fine) → (B·h, e, N) dispatched features."""
         ck, cv = adaptive_centres(k, self.centres), adaptive_centres(v, self.centres)
         k, v = k.flatten(2), v.flatten(2)
-        kn, cn = F.normalize(k, dim=1), F.normalize(ck, dim=1)
-        refined = self.assign_on == "refined"
-        a = assign(k, ck, self.sim_alpha if refined else None, self.sim_beta if refined else None, kn, cn)
-        s = torch.sigmoid(self.sim_beta + self.sim_alpha * selected_cos(kn, cn, a))
-        r = aggregate(v, cv, a, s if self.agg_weight == "sim" else None)
-        return dispatch(r, a, s).reshape(b, c, h, w)
+        cn = unit_centres(ck)
+        with no_autocast(k):
+            ks = k.to(cn.dtype)
+            m = torch.bmm(ks.transpose(1, 2), cn)                                # (B·h, N, O): ‖K_n‖·cos
+            norm = torch.linalg.vector_norm(ks, dim=1).clamp_min(NORM_EPS)       # as F.normalize divides
+            alpha, beta = self.sim_alpha.to(m.dtype), self.sim_beta.to(m.dtype)
+            if self.assign_on == "refined":
+                with torch.no_grad():
+                    a = torch.sigmoid(beta + alpha * (m / norm.unsqueeze(-1))).argmax(2)
+            else:
+                a = m.detach().argmax(2)                                         # ‖K_n‖ > 0 leaves it unchanged
+            s = torch.sigmoid(beta + alpha * (m.gather(2, a.unsqueeze(-1)).squeeze(-1) / norm))
+        onehot = one_hot(a, cn.shape[2], accumulation_dtype(v.dtype))
+        r = aggregate(v, cv, a, s if self.agg_weight == "sim" else None, onehot)
+        return dispatch(r, a, s, onehot)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # one 1×1 conv for keys and values: the input is read once
-        kv = F.conv2d(x, torch.cat([self.f.weight, self.v.weight]), torch.cat([self.f.bias, self.v.bias]))
-        return self.proj(self.cluster(*kv.chunk(2, dim=1)))
+    def forward(self, x: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
+        """`scale`: a per-channel factor folded into Proj (a block's layer scale)."""
+        b, _, h, w = x.shape
+        n, e = self.heads, self.head_dim
+        # one GEMM for keys and values, rows ordered (head, k|v, e) so each head's k and v are strided views
+        wkv = torch.stack([self.f.weight.view(n, e, -1), self.v.weight.view(n, e, -1)], 1).view(2 * n * e, -1)
+        bkv = torch.stack([self.f.bias.view(n, e), self.v.bias.view(n, e)], 1).view(-1)
+        kv = pointwise(x, wkv, bkv).view(b * n, 2, e, h, w)
+        d = self.cluster_heads(kv[:, 0], kv[:, 1]).view(b, n * e, h, w)
+        wp, bp = self.proj.weight, self.proj.bias
+        if scale is not None:
+            wp, bp = wp * scale.view(-1, 1, 1, 1), bp * scale
+        return pointwise(d, wp, bp)
 
 
 @dataclass
@@ -134,20 +125,26 @@ class ClusterPool(nn.Module):
         b, _, h, w = x.shape
         grid = (h // 2, w // 2)
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.conv_f.weight.requires_grad):
-            k = self.conv_f(x)
-        v = self.conv_v(x)
+            k = pointwise(x, self.conv_f.weight, self.conv_f.bias)
+        v = pointwise(x, self.conv_v.weight, self.conv_v.bias)
         ck, cv = adaptive_centres(k, grid), adaptive_centres(v, grid)
         k, v = k.flatten(2), v.flatten(2)
-        kn, cn = F.normalize(k, dim=1), F.normalize(ck, dim=1)
-        a = assign(k, ck, kn=kn, cn=cn)
-        r = aggregate(v, cv, a, selected_cos(kn, cn, a) if self.agg_weight == "sim" else None)
+        cn = unit_centres(ck)
+        a = nearest_centre(k, cn)              # N/4 centres: chunked, never the whole (B, N, N/4) matrix
+        weight = None
+        if self.agg_weight == "sim":
+            with no_autocast(k):
+                weight = selected_cos(F.normalize(k.to(cn.dtype), dim=1), cn, a)
+        r = aggregate(v, cv, a, weight)
         if trace is not None:
             trace.append(PoolTrace(a, r.transpose(1, 2).detach(), ck.transpose(1, 2).detach(), (h, w)))
         return self.conv_skip(x) + self.norm(r.reshape(b, -1, *grid))
 
 
 class FecBlock(nn.Module):
-    """MetaFormer block: x + DropPath(ls1·ClusterEnc(GN(x))), then + DropPath(ls2·MLP(GN(·)))."""
+    """MetaFormer block: x + DropPath(ls1·ClusterEnc(GN(x))), then + DropPath(ls2·MLP(GN(·))).
+    The layer scales are folded into the last projection of each branch; the MLP's Linear layers run as
+    channels-first GEMMs (same parameters)."""
 
     def __init__(self, dim: int, mlp_ratio: float, heads: int, head_dim: int, centres: int,
                  drop_path: float = 0.0, ls_init: float = 1e-5, assign_on: str = "sim", agg_weight: str = "none"):
@@ -161,6 +158,7 @@ class FecBlock(nn.Module):
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop_path(self.ls1(self.token_mixer(self.norm1(x))))
-        mlp = self.mlp(self.norm2(x).permute(0, 2, 3, 1)).permute(0, 3, 1, 2)  # per-pixel Linear layers
-        return x + self.drop_path(self.ls2(mlp))
+        x = x + self.drop_path(self.token_mixer(self.norm1(x), self.ls1.gamma))
+        fc1, fc2, g = self.mlp.fc1, self.mlp.fc2, self.ls2.gamma
+        hidden = self.mlp.act(pointwise(self.norm2(x), fc1.weight, fc1.bias))
+        return x + self.drop_path(pointwise(hidden, fc2.weight * g.unsqueeze(1), fc2.bias * g))
