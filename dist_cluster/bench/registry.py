@@ -15,6 +15,7 @@ class Options:
     remote: bool = False           # data: read shards through a throttled pipe
     rate: str = "50m"              # data --remote: bytes per second of the pipe
     extra: dict = field(default_factory=dict)
+    device: str = "cpu"            # "cuda": the GPU cases (knn, kmeans) on one GPU
 
 
 @dataclass
@@ -29,6 +30,7 @@ class Row:
     exact: bool | None = None      # did the results agree (None: nothing to compare)
     note: str = ""
     unit: str = "s"
+    share: float | None = None     # GPU rows: ours' GEMM flop rate ÷ the measured matmul rate
 
     @property
     def ratio(self) -> float | None:
@@ -49,3 +51,10 @@ CASES = {"kmeans": "kmeans", "knn": "knn", "data": "data", "coding_rate": "codin
 
 def load(name: str):
     return importlib.import_module(f"dist_cluster.bench.{CASES[name]}")
+
+
+GPU_CASES = {"knn": "gpu_knn", "kmeans": "gpu_kmeans"}      # --device cuda: on one GPU
+
+
+def load_for(name: str, device: str):
+    return importlib.import_module(f"dist_cluster.bench.{(GPU_CASES if device == 'cuda' else CASES)[name]}")
