@@ -1,4 +1,5 @@
-"""python -m dist_cluster.bench [cases...] [--quick] [--procs 1 2] [--repeats 3] [--threads 2] [--remote]"""
+"""python -m dist_cluster.bench [cases...] [--quick] [--procs 1 2] [--repeats 3] [--threads 2] [--remote]
+[--device cpu|cuda]"""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +9,7 @@ import time
 import traceback
 
 from dist_cluster.bench import report
-from dist_cluster.bench.registry import CASES, Options, Row, load
+from dist_cluster.bench.registry import CASES, GPU_CASES, Options, Row, load_for
 
 
 def main(argv=None) -> int:
@@ -24,19 +25,26 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="runs/bench")
     p.add_argument("--remote", action="store_true", help="data: shards through a throttled pipe")
     p.add_argument("--rate", default="50m", help="data --remote: pipe bandwidth (bytes/s, k/m suffix)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help=f"cuda: {', '.join(GPU_CASES)} on one GPU beside plain torch loops and faiss-gpu")
     args = p.parse_args(argv)
-    unknown = [c for c in args.cases if c not in CASES]
+    allowed = GPU_CASES if args.device == "cuda" else CASES
+    unknown = [c for c in args.cases if c not in allowed]
     if unknown:
-        p.error(f"unknown case(s) {unknown}; choose from {list(CASES)}")
+        p.error(f"unknown case(s) {unknown} for --device {args.device}; choose from {list(allowed)}")
+    if args.device == "cuda":
+        import torch
+        if not torch.cuda.is_available():
+            p.error("--device cuda: no CUDA device (torch.cuda.is_available() is False)")
     opts = Options(quick=args.quick, procs=tuple(args.procs), repeats=1 if args.quick else args.repeats,
-                   threads=args.threads, out=args.out, remote=args.remote, rate=args.rate)
+                   threads=args.threads, out=args.out, remote=args.remote, rate=args.rate, device=args.device)
     rows: list[Row] = []
     failed = []
     t0 = time.time()
-    for name in args.cases or list(CASES):
+    for name in args.cases or list(allowed):
         t = time.time()
         try:
-            got = load(name).run(opts)
+            got = load_for(name, opts.device).run(opts)
         except Exception:
             traceback.print_exc()
             got = [Row(name, "case raised (traceback above)", "-", float("nan"), exact=False)]
@@ -44,8 +52,12 @@ def main(argv=None) -> int:
         report.append_jsonl(got, opts.out, opts.quick)
         print(f"[{name}: {time.time() - t:.0f} s]", flush=True)
         failed += [r for r in got if r.exact is False]
-    print(f"\n{'quick: exactness only' if opts.quick else 'median of %d' % opts.repeats}, "
-          f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}, total {time.time() - t0:.0f} s")
+    where = f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
+    if opts.device == "cuda":
+        import torch
+        where = f"{torch.cuda.get_device_name()}, torch {torch.__version__}"
+    print(f"\n{'quick: exactness only' if opts.quick else 'median of %d' % opts.repeats}, {where}, "
+          f"total {time.time() - t0:.0f} s")
     print(report.table(rows))
     return 1 if failed else 0
 

@@ -3,7 +3,8 @@
 Time per iteration = fit time (set-up included) / iterations run, at most 20 at full size (to convergence on
 the quick inputs). faiss runs as many iterations as we did (it has no tolerance). Exactness: the inertia from
 the same init equals scikit-learn's (1e-9 relative and equal labels on the float64 quick inputs; 1e-4 on
-float32, whose sums scikit-learn accumulates in float32); 2 processes give the labels of 1 process.
+float32, whose sums scikit-learn accumulates in float32); 2 processes give the labels of 1 process. One more row
+per input runs the device pass on CPU (`path="device"`, the default on CUDA) to show its CPU cost.
 """
 from __future__ import annotations
 
@@ -39,12 +40,12 @@ def datasets(quick: bool):
     yield "gauss 100000×128", np.random.default_rng(0).standard_normal((100_000, 128), dtype=np.float32), 1000, False
 
 
-def _ours(x, init, max_iter):
+def _ours(x, init, max_iter, path="auto"):
     import time
 
     from dist_cluster.clustering import kmeans
     t = time.perf_counter()
-    r = kmeans(torch.from_numpy(x), len(init), init=torch.from_numpy(init), max_iter=max_iter)
+    r = kmeans(torch.from_numpy(x), len(init), init=torch.from_numpy(init), max_iter=max_iter, path=path)
     return Measured((time.perf_counter() - t) / r.n_iter, (r.inertia, r.n_iter, r.labels.numpy()))
 
 
@@ -83,7 +84,8 @@ def run(opts: Options) -> list[Row]:
             km.train(np.ascontiguousarray(x, dtype=np.float32), init_centroids=init.astype(np.float32))
             return Measured((time.perf_counter() - t) / n_iter)
 
-        med, last = paired({"ours": lambda: _ours(x, init, max_iter), "sklearn": sk, "faiss": fa}, opts.repeats)
+        med, last = paired({"ours": lambda: _ours(x, init, max_iter), "sklearn": sk, "faiss": fa,
+                            "device": lambda: _ours(x, init, max_iter, "device")}, opts.repeats)
         (inertia, iters, labels), (sk_inertia, sk_iters, sk_labels) = last["ours"], last["sklearn"]
         rel = abs(inertia / sk_inertia - 1)
         exact = rel <= (1e-9 if x.dtype == np.float64 else 1e-4)
@@ -91,10 +93,17 @@ def run(opts: Options) -> list[Row]:
             exact = exact and bool((labels == sk_labels).all())
         note = f"iters {iters} vs {sk_iters}, Δinertia {rel:.1e}"
         procs = f"1×{opts.threads}"
+        d_inertia, d_iters, d_labels = last["device"]
+        d_rel = abs(d_inertia / sk_inertia - 1)
+        d_exact = d_rel <= (1e-9 if x.dtype == np.float64 else 1e-4) and (
+            x.dtype != np.float64 or bool((d_labels == sk_labels).all()))
         rows.append(Row("kmeans", f"Lloyd iteration, {name}, k={k}", procs, med["ours"], "scikit-learn",
                         med["sklearn"], "" if opts.quick else "≤1.0", exact, note))
         rows.append(Row("kmeans", f"Lloyd iteration, {name}, k={k}", procs, med["ours"], "faiss", med["faiss"],
                         "" if opts.quick else "≤1.2"))
+        rows.append(Row("kmeans", f"Lloyd iteration, {name}, k={k}, device path on CPU (path='device')", procs,
+                        med["device"], "ours, CPU path", med["ours"], "", d_exact,
+                        f"iters {d_iters} vs {sk_iters} (scikit-learn), Δinertia {d_rel:.1e}"))
         for world in [w for w in opts.procs if w > 1 and two_procs]:
             per = max(1, opts.threads // world)
             per_rank = run_world(_on_rank, world, x, init, opts.repeats, max_iter, threads=per)

@@ -2,7 +2,8 @@
 
 Two rows at 1 process: `knn`'s default (bfloat16 candidates re-scored in float32 where the CPU multiplies
 bfloat16 in hardware, e.g. AMX, and the rows are 384+ wide; its lists are certified exact or searched again),
-and the float32-only search (`gemm_dtype=None`).
+and the float32-only search (`gemm_dtype=None`); a third row runs the device path on CPU (`path="device"`, the
+default on CUDA) to show its CPU cost beside the CPU path.
 The database is the whole set; with W processes each searches the first q/W rows of its shard. A list is
 "exact" when its ids equal faiss's, or differ only in members whose float64 score is within 1e-5 of the
 k-th (ties). The quick inputs are compared with float64 brute force instead.
@@ -68,16 +69,20 @@ def run(opts: Options) -> list[Row]:
     def ours_fp32():
         return knn(torch.from_numpy(x), k, metric="cosine", n_queries=q, gemm_dtype=None).index.numpy()
 
-    med, last = paired({"ours": ours, "fp32": ours_fp32, "faiss": fa}, opts.repeats)
+    def ours_device():
+        return knn(torch.from_numpy(x), k, metric="cosine", n_queries=q, path="device").index.numpy()
+
+    med, last = paired({"ours": ours, "fp32": ours_fp32, "device": ours_device, "faiss": fa}, opts.repeats)
     if opts.quick:         # float64 brute force: argsort by (−score, id), self first
         x64 = x.astype(np.float64)
         s = x64[:q] @ x64.T
         s[np.arange(q), np.arange(q)] = np.inf
         ref = np.lexsort((np.broadcast_to(np.arange(n), s.shape), -s), axis=1)[:, :k]
-        good, good_fp32 = (int((got == ref).all(1).sum()) for got in (last["ours"][0], last["fp32"]))
+        good, good_fp32, good_dev = (int((got == ref).all(1).sum())
+                                     for got in (last["ours"][0], last["fp32"], last["device"]))
     else:
-        good, good_fp32 = (same_up_to_ties(x, np.arange(q), got, last["faiss"])
-                           for got in (last["ours"][0], last["fp32"]))
+        good, good_fp32, good_dev = (same_up_to_ties(x, np.arange(q), got, last["faiss"])
+                                     for got in (last["ours"][0], last["fp32"], last["device"]))
     again = last["ours"][1]
     low = auto_dtype(torch.from_numpy(x[:1])) is not None
     how = "bf16 candidates re-scored in fp32" if low else "float32"
@@ -86,7 +91,9 @@ def run(opts: Options) -> list[Row]:
                 med["faiss"], "" if opts.quick else "≤1.0", good == q, f"{good}/{q} lists exact{note}"),
             Row("knn", what + ", float32 only (gemm_dtype=None)", f"1×{opts.threads}", med["fp32"],
                 "faiss IndexFlatIP", med["faiss"], "" if opts.quick else "≤1.0", good_fp32 == q,
-                f"{good_fp32}/{q} lists exact")]
+                f"{good_fp32}/{q} lists exact"),
+            Row("knn", f"{what}, device path on CPU (path='device')", f"1×{opts.threads}", med["device"],
+                "ours, CPU path", med["ours"], "", good_dev == q, f"{good_dev}/{q} lists exact")]
     for world in [w for w in opts.procs if w > 1]:
         per = max(1, opts.threads // world)
         per_rank = run_world(_on_rank, world, x, q, k, opts.repeats, threads=per)

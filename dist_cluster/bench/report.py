@@ -20,11 +20,11 @@ def _num(v: float | None, unit: str = "") -> str:
 
 def table(rows: list[Row]) -> str:
     head = ("case", "measurement", "procs×threads", "ours", "peer", "peer value", "ratio", "target", "met", "exact",
-            "note")
+            "of matmul rate", "note")
     cells = [head] + [(r.case, r.what, r.procs, _num(r.ours, r.unit), r.peer_name or "-", _num(r.peer, r.unit),
                        "-" if r.ratio is None else f"{r.ratio:.2f}", r.target or "-",
                        {None: "-", True: "yes", False: "NO"}[r.met], {None: "-", True: "yes", False: "NO"}[r.exact],
-                       r.note) for r in rows]
+                       "-" if r.share is None else f"{r.share:.0%}", r.note) for r in rows]
     widths = [max(len(str(c[i])) for c in cells) for i in range(len(head))]
     lines = ["| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |" for row in cells]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
