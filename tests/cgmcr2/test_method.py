@@ -90,5 +90,5 @@ def test_spectral_on_embeddings_and_baselines_recover_separated_clusters():
         assert cluster_metrics(y, classical_baseline(name, x.numpy(), 4, seed=0))["acc"] == 1.0
     with pytest.raises(ValueError):
         classical_baseline("dbscan", x.numpy(), 4, seed=0)
-    text = format_table({"kmeans": {"acc": 1.0, "nmi": 0.5, "ari": 0.25, "time_s": 1.5}}, "t")
-    assert "KMeans (pre-features)" in text and "0.5000" in text
+    text = format_table({"cgmcr2": {"acc": 1.0, "nmi": 0.5, "ari": 0.25, "time_s": 1.5}}, "t")
+    assert "CgMCR² (argmax of g)" in text and "0.5000" in text

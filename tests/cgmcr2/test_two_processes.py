@@ -32,7 +32,7 @@ def test_two_processes_reach_the_one_process_metrics(tmp_path):
     short = ["method.warmup_epochs=10", "method.finetune_epochs=30"]
     out = run(2, tmp_path / "p2", "data.batch_size=256", *short)     # global batch 512 = the 1-process batch
     run(1, tmp_path / "p1", "data.batch_size=512", *short)
-    assert "KMeans (pre-features)" in out                     # the end-of-run table is printed by rank 0
+    assert "KMeans (scikit-learn)" in out                     # the end-of-run table is printed by rank 0
     t1 = json.load(open(tmp_path / "p1" / "results_table.json"))["rows"]
     t2 = json.load(open(tmp_path / "p2" / "results_table.json"))["rows"]
     assert t1["kmeans"]["acc"] == pytest.approx(t2["kmeans"]["acc"])    # same inputs, same baseline

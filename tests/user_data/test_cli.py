@@ -32,7 +32,8 @@ def test_labelled_array_gives_clusters_csv_and_an_honest_table(labelled):
     assert {r["input"] for k, r in table["rows"].items() if k.startswith(("kmeans", "spectral"))} == \
         {"as given", "L2-normalised"}
     assert 0 <= table["rows"]["cgmcr2"]["acc"] <= 1 and "beaten_by" in table["rows"]["cgmcr2"]
-    assert "CgMCR² on 'digits" in out and "report cost: CgMCR²-SC" in out
+    assert "CgMCR² on 'digits': N=1797, k=10, world size 1, training data" in out and "[report] CgMCR²-SC" in out
+    assert table["rows"]["kmeans"]["name"] == "KMeans (scikit-learn)" and "pre-features" not in out
     assert (run / "figures" / "results_table.png").exists() and (run / "figures" / "confusion.png").exists()
     assert summary["label_free"]["final_loss"] is not None and len(summary["label_free"]["cluster_sizes"]) == 10
 
@@ -40,21 +41,42 @@ def test_labelled_array_gives_clusters_csv_and_an_honest_table(labelled):
 def test_unlabelled_array_reports_no_accuracy(files):
     run = files["tmp"] / "unlabelled"
     out = cluster_cli(files["X"], "--method", "cgmcr2", "--k", 10, "--run-dir", run, "--data-root", files["root"],
-                      *SHORT_CGMCR2).stdout
+                      "--baselines", "kmeans", *SHORT_CGMCR2).stdout
     summary = json.load(open(run / "summary.json"))
     assert "acc" not in summary["metrics"] and "no labels: ACC/NMI/ARI not computed" in out
     assert all("acc" not in r for r in summary["table"]["rows"].values())
     assert -1 <= summary["label_free"]["silhouette"] <= 1 and sum(summary["label_free"]["cluster_sizes"]) == 1797
+    assert list(summary["table"]["rows"]) == ["cgmcr2", "cgmcr2_sc", "kmeans", "kmeans_l2"]     # --baselines kmeans
     assert not (run / "figures" / "confusion.png").exists()
 
 
-def test_kmeans_with_labels_file(files):
-    run = files["tmp"] / "km"
+def _kmeans_run(files, name, *args):
+    run = files["tmp"] / name
     out = cluster_cli(files["X"], "--labels", files["y"], "--method", "kmeans", "--k", 10, "--run-dir", run,
-                      "--data-root", files["root"]).stdout
-    rows = json.load(open(run / "results_table.json"))["rows"]
-    assert rows["kmeans"]["acc"] > 0.6 and "KMeans (pre-features)" in out
+                      "--data-root", files["root"], *args).stdout
+    return run, out, json.load(open(run / "summary.json"))
+
+
+def test_kmeans_with_labels_file(files):
+    run, out, summary = _kmeans_run(files, "km")
+    rows = summary["table"]["rows"]
+    assert list(rows) == ["kmeans_dist_cluster", "kmeans", "kmeans_l2", "spectral", "spectral_l2"]
+    assert rows["kmeans_dist_cluster"]["acc"] > 0.6 and rows["kmeans_dist_cluster"]["name"] == "KMeans (dist_cluster)"
+    assert "KMeans (dist_cluster) on 'X': N=1797, k=10, world size 1, training data" in out
+    assert "KMeans (scikit-learn)" in out and "SpectralClustering (scikit-learn)" in out and "pre-features" not in out
     assert len(open(run / "clusters.csv").readlines()) == 1798
+    steps = [s["step"] for s in summary["report"]["steps"]]     # every step printed with its time
+    assert all(f"[report] {s}: " in out for s in steps) and any(s.startswith("silhouette") for s in steps)
+
+
+def test_baseline_rows_do_not_follow_the_methods_seed(files):
+    """Baselines use the fixed report seed: two --seed values give the same baseline rows."""
+    tables = [_kmeans_run(files, f"km_seed{s}", "--seed", s, "--baselines", b)[2]["table"]["rows"]
+              for s, b in ((0, "all"), (7, "all"), (7, "none"))]
+    base = [{k: {m: v for m, v in r.items() if m != "time_s"} for k, r in t.items() if k != "kmeans_dist_cluster"}
+            for t in tables]
+    assert base[0] == base[1] and list(base[0]) == ["kmeans", "kmeans_l2", "spectral", "spectral_l2"]
+    assert base[2] == {} and list(tables[2]) == ["kmeans_dist_cluster"]      # --baselines none
 
 
 @pytest.mark.parametrize("args, message", [
