@@ -6,15 +6,19 @@ signal. Each rank's record travels in the non-finite guard's all_reduce, which e
 makes (no collective of its own), so all ranks see it after the same step; they save through the trainer's
 normal path and raise `StopRun`, a SystemExit whose code is 128 + the signal number (143 for SIGTERM, 138 for
 SIGUSR1), agreed by all ranks. The first signal restores the default handlers, so a second one ends the process
-at once. SIGINT keeps Python's KeyboardInterrupt.
+at once. SIGINT keeps Python's KeyboardInterrupt. A worker whose launcher died gets SIGTERM as its parent-death
+signal (dist_cluster/distributed/lifetime.py); that one still ends it at once, as it did before: its step may
+never finish.
 
 Under submitit its own handlers stay in charge of its preemption signal (USR2, or $SUBMITIT_PREEMPT_SIGNAL),
 which requeues the job; its SIGTERM handler (which only logs) is replaced while training and put back after.
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
+import sys
 import threading
 
 import torch
@@ -23,6 +27,7 @@ import torch.distributed as dist
 from dist_cluster.distributed import all_reduce_max, barrier
 
 HANDLED = (signal.SIGTERM, signal.SIGUSR1)
+PR_GET_PDEATHSIG = 2
 
 
 def exit_code(signum: int) -> int:
@@ -49,6 +54,19 @@ def submitit_signal() -> int | None:
     return getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"), None)
 
 
+def parent_death_signal() -> int:
+    """The signal the kernel sends this process when its parent exits (0: none, or not Linux)."""
+    if not sys.platform.startswith("linux"):
+        return 0
+    try:
+        sig = ctypes.c_int(0)
+        if ctypes.CDLL(None, use_errno=True).prctl(PR_GET_PDEATHSIG, ctypes.byref(sig), 0, 0, 0) != 0:
+            return 0
+    except (OSError, AttributeError):
+        return 0
+    return sig.value
+
+
 class StopSignals:
     """Handlers for SIGTERM/SIGUSR1 while training, and this rank's part of the all-rank decision.
 
@@ -61,12 +79,14 @@ class StopSignals:
         self.signum = 0            # the first signal this process received
         self.requested = False     # some rank received one, as of the last optimizer step
         self.previous: dict[int, object] = {}
+        self.parent, self.death_signal = os.getppid(), 0
 
     # ---- handlers ------------------------------------------------------------------------------------------
     def install(self) -> bool:
         if threading.current_thread() is not threading.main_thread():
             return False
         keep = submitit_signal()
+        self.parent, self.death_signal = os.getppid(), parent_death_signal()
         for sig in HANDLED:
             if sig != keep:
                 self.previous[sig] = signal.signal(sig, self._on_signal)
@@ -78,6 +98,12 @@ class StopSignals:
         self.previous.clear()
 
     def _on_signal(self, signum, frame) -> None:
+        if signum == self.death_signal and os.getppid() != self.parent:
+            # The launcher is gone (the kernel reparents, then signals): end now, as without this handler. A
+            # multi-threaded launcher signals once per exiting thread; the last signal finds the default restored.
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
         if not self.signum:
             self.signum = signum
         for sig in self.previous:   # a second signal ends the process at once

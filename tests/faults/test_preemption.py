@@ -4,6 +4,7 @@ run. (Under the local Slurm: tests/slurm/test_slurm_jobs.py.)"""
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -49,23 +50,28 @@ def _wait(pred, proc, what: str, timeout: float = 300.0) -> None:
         time.sleep(0.05)
 
 
-def _signal_held_run(run_dir, sig, nproc: int = 1, handled: bool = True):
-    """Start the run, wait until step 35's checkpoint is complete (step 36 then holds), send `sig` to the
-    launched process, wait until every rank has acknowledged it, then let step 36 finish."""
-    go = run_dir / "go"
+def _start_held(run_dir, nproc: int = 1, **popen):
+    """Start the run and wait until step 35's checkpoint is complete: step 36 then holds until `go` exists."""
     out, err = run_dir / "launch.out", run_dir / "launch.err"
     with open(out, "w") as fo, open(err, "w") as fe:
-        proc = subprocess.Popen(toy_cmd(run_dir, *COMMON, f"method.wait_for_file={go}",
+        proc = subprocess.Popen(toy_cmd(run_dir, *COMMON, f"method.wait_for_file={run_dir / 'go'}",
                                         f"method.wait_from_step={HOLD}", nproc=nproc),
-                                env=LAUNCH_ENV, stdout=fo, stderr=fe)
+                                env=LAUNCH_ENV, stdout=fo, stderr=fe, **popen)
     d = str(run_dir / "checkpoints")
     _wait(lambda: ckpt.latest(d) == "step000000035", proc, "the run never completed step 35's checkpoint:\n"
           + (err.read_text()[-3000:] if err.exists() else ""))
+    return proc, out, err
+
+
+def _signal_held_run(run_dir, sig, nproc: int = 1, handled: bool = True):
+    """Send `sig` to the held run's launched process, wait until every rank has acknowledged it, then let
+    step 36 finish."""
+    proc, out, err = _start_held(run_dir, nproc)
     proc.send_signal(sig)
     if handled:   # the handler's line on every rank that got the signal: it ran before step 36 can end
         _wait(lambda: err.read_text().count(f"received {sig.name}: saving") == nproc, proc,
               "the signal was not acknowledged:\n" + err.read_text()[-3000:])
-        go.touch()
+        (run_dir / "go").touch()
     return proc, out, err
 
 
@@ -106,6 +112,68 @@ def test_two_processes_under_torchrun_stop_at_the_same_step_and_resume_equal(ref
     assert f"resumed from {d}/{TAG}" in resumed.stdout
     ref, got = references(2), final_weights(tmp_path)
     assert ref.keys() == got.keys() and all(torch.equal(ref[k], got[k]) for k in ref)
+
+
+def _workers_of(run_dir, launcher: int) -> list[int]:
+    out = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")
+        except OSError:
+            continue
+        if f"run_dir={run_dir}" in cmdline and int(pid) != launcher:
+            out.append(int(pid))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return open(f"/proc/{pid}/stat").read().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def test_workers_whose_launcher_died_still_exit_at_once(tmp_path):
+    # Their parent-death signal is SIGTERM (dist_cluster/distributed/lifetime.py). Taken only for a stop request
+    # it would leave them waiting in step 36, which never ends: 300 s, then a TimeoutError on stderr.
+    proc, _, err = _start_held(tmp_path, nproc=2, start_new_session=True)
+    workers = _workers_of(tmp_path, proc.pid)
+    try:
+        assert len(workers) == 2
+        os.killpg(proc.pid, signal.SIGKILL)   # the launcher only: the workers run in their own sessions
+        proc.wait()
+        deadline = time.time() + 600   # only bounds a broken run
+        while any(_alive(p) for p in workers) and time.time() < deadline:
+            time.sleep(0.1)
+        text = err.read_text()
+        assert "TimeoutError" not in text, text[-3000:]
+        assert not any(_alive(p) for p in workers)
+        assert ckpt.latest(str(tmp_path / "checkpoints")) == "step000000035"
+    finally:
+        for p in workers:
+            if _alive(p):
+                os.kill(p, signal.SIGKILL)
+
+
+PARENT_DEATH = """
+import signal, sys
+from dist_cluster.distributed.lifetime import die_with_parent
+from dist_cluster.engine.preemption import StopSignals
+die_with_parent()
+stop = StopSignals()
+stop.install()
+if sys.argv[1] == "orphan":
+    stop.parent = -1   # as after the launcher's exit: the kernel reparents the worker before it signals
+signal.raise_signal(signal.SIGTERM)
+print("still here", stop.signum)
+"""
+
+
+@pytest.mark.parametrize("case,code,out", [("orphan", -signal.SIGTERM, ""), ("forwarded", 0, "still here 15")])
+def test_the_parent_death_signal_ends_a_worker_at_once(case, code, out):
+    res = subprocess.run([sys.executable, "-c", PARENT_DEATH, case], env=ENV, capture_output=True, text=True,
+                         timeout=120)
+    assert (res.returncode, res.stdout.strip()) == (code, out), res.stderr[-2000:]
 
 
 def _one_rank_signalled(rank, world):
