@@ -1,6 +1,6 @@
 """SIGTERM / SIGUSR1 while training (Slurm's preemption and `scancel`): the current optimizer step finishes,
 every rank saves, the run exits 128 + signal, and re-running the command ends bitwise equal to an uninterrupted
-run. (Under the local Slurm: tests/slurm/test_slurm_jobs.py.)"""
+run. (Under the local Slurm: tests/slurm/test_slurm_signals.py.)"""
 import os
 import signal
 import subprocess
@@ -39,14 +39,15 @@ def references(tmp_path_factory):
     return get
 
 
-def _wait(pred, proc, what: str, timeout: float = 300.0) -> None:
+def _wait(pred, proc, what: str, err=None, timeout: float = 300.0) -> None:
     """Wait for pred(); the deadline only bounds a broken run."""
     deadline = time.time() + timeout
     while not pred():
         if time.time() > deadline or proc.poll() is not None:
             proc.kill()
             proc.wait()
-            pytest.fail(f"{what} (exit {proc.returncode})")
+            tail = err.read_text()[-3000:] if err is not None and err.exists() else ""
+            pytest.fail(f"{what} (exit {proc.returncode}):\n{tail}")
         time.sleep(0.05)
 
 
@@ -58,8 +59,7 @@ def _start_held(run_dir, nproc: int = 1, **popen):
                                         f"method.wait_from_step={HOLD}", nproc=nproc),
                                 env=LAUNCH_ENV, stdout=fo, stderr=fe, **popen)
     d = str(run_dir / "checkpoints")
-    _wait(lambda: ckpt.latest(d) == "step000000035", proc, "the run never completed step 35's checkpoint:\n"
-          + (err.read_text()[-3000:] if err.exists() else ""))
+    _wait(lambda: ckpt.latest(d) == "step000000035", proc, "the run never completed step 35's checkpoint", err)
     return proc, out, err
 
 
@@ -70,7 +70,7 @@ def _signal_held_run(run_dir, sig, nproc: int = 1, handled: bool = True):
     proc.send_signal(sig)
     if handled:   # the handler's line on every rank that got the signal: it ran before step 36 can end
         _wait(lambda: err.read_text().count(f"received {sig.name}: saving") == nproc, proc,
-              "the signal was not acknowledged:\n" + err.read_text()[-3000:])
+              "the signal was not acknowledged", err)
         (run_dir / "go").touch()
     return proc, out, err
 
@@ -94,7 +94,7 @@ def test_signal_saves_after_the_current_step_and_exits_128_plus_signal(reference
 
 def test_a_second_signal_exits_at_once(tmp_path):
     proc, _, err = _signal_held_run(tmp_path, signal.SIGTERM, handled=False)
-    _wait(lambda: "received SIGTERM: saving" in err.read_text(), proc, "the signal was not acknowledged")
+    _wait(lambda: "received SIGTERM: saving" in err.read_text(), proc, "the signal was not acknowledged", err)
     proc.send_signal(signal.SIGTERM)   # step 36 is still held: only the default action can end the run now
     assert proc.wait(timeout=120) == -signal.SIGTERM
     assert ckpt.latest(str(tmp_path / "checkpoints")) == "step000000035"
