@@ -1,5 +1,5 @@
 """python -m dist_cluster.cluster DATA --method {cgmcr2,unic,pici,kmeans} --k K [--labels FILE] [--n-init N]
-[--select {consensus,silhouette,loss}] [--run-dir DIR] [key=value ...]
+[--select {silhouette,consensus,loss}] [--run-dir DIR] [key=value ...]
 (also under torchrun: torchrun --nproc_per_node 2 -m dist_cluster.cluster ...)
 
 Shards DATA once (cached by content hash under --data-root), sizes the method's recipe to it, trains through

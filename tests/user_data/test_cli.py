@@ -97,7 +97,8 @@ def test_torchrun_two_processes_two_seeds(files):
                 files["root"], "method.epochs=2", nproc=2)
     summary = json.load(open(run / "summary.json"))
     sel = summary["n_init"]
-    assert sel["seeds"] == [0, 1] and sel["selected_seed"] == sel["seeds"][sel["losses"].index(min(sel["losses"]))]
+    assert sel["seeds"] == [0, 1] and sel["rule"] == "silhouette"
+    assert sel["selected_seed"] == sel["seeds"][sel["scores"].index(max(sel["scores"]))] == sel["by_rule"]["silhouette"]
     assert isinstance(sel["selected_beats_mean"], bool) and len(sel["acc"]) == 2
     seed_summary = json.load(open(run / f"seed_{sel['selected_seed']}" / "summary.json"))
     assert seed_summary["world_size"] == 2 and summary["metrics"]["acc"] == sel["selected_acc"]
