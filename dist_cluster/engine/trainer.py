@@ -256,6 +256,10 @@ class Trainer:
                         "batches_per_epoch": n_batches} | self.method.derived()
         self.ctx.logger.log(self.derived, self.ctx.global_step, kind="derived", echo=False)
         pos = self._resume(n_batches)
+        # the total steps now, an ETA after the first epoch (_progress)
+        from dist_cluster.logging.progress import TrainingPlan
+        self.plan = TrainingPlan(self.stages, n_batches // accum, self.ctx.global_step, self.bs_global * accum,
+                                 self.ctx.env.is_main)
         self.last_eval, stopped = None, False
         self.method.train()
         # SIGTERM/SIGUSR1 while training: finish the step, save, exit (engine/preemption.py)
@@ -309,6 +313,8 @@ class Trainer:
         return metrics
 
     def _progress(self, total: int, start: int, desc: str):
+        if getattr(self, "plan", None) is not None:   # called at every epoch's start
+            self.plan.epoch_start(self.ctx.stage.name, self.ctx.global_step)
         if not (self.ctx.env.is_main and self.cfg.engine.progress):
             return None
         from tqdm import tqdm

@@ -1,4 +1,7 @@
-"""Rank-0 metric sink: a console line, metrics.jsonl (one line per logged step or evaluation) and TensorBoard."""
+"""Rank-0 metric sink: a console line, metrics.jsonl (one line per logged step or evaluation) and TensorBoard.
+
+A record made only of `final/...` keys (a method's result table as scalars) is not echoed: the table itself
+was printed just before; it still goes to metrics.jsonl and TensorBoard."""
 from __future__ import annotations
 
 import json
@@ -46,7 +49,7 @@ class MetricLogger:
             for k, v in clean.items():
                 if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
                     self._tb.add_scalar(f"{kind}/{k}", v, step)
-        if echo:
+        if echo and not all(k.startswith("final/") for k in clean):   # final/*: the table printed just before
             print(f"[{kind} step {step}] " + " ".join(f"{k}={_fmt(v)}" for k, v in clean.items()), flush=True)
 
     def close(self) -> None:

@@ -102,11 +102,17 @@ class UnicMethod(Method):
                                "mid-training: mining again would use the fine-tuned backbone, not the initial one. "
                                "Restore the file or use a new run directory.")
         else:
+            from dist_cluster.logging.progress import timed
             index, x, labels = self._embeddings(ctx, "train")
-            self.mined = mining.mine(ctx.run_dir, self.cfg, x, index, labels)
+            with timed(f"mining neighbours (τ₁={m.tau1} positives, negatives ranked ≥ τ₂={m.tau2})", ctx.env.is_main):
+                self.mined = mining.mine(ctx.run_dir, self.cfg, x, index, labels)
         if m.mode == "gcd":
             self.labelled = self.data().labelled_sets(self.mined.labels, m, self.cfg.seed)
-        ctx.log({f"mining/{k}": v for k, v in self.mined.log_record().items()}, kind="mining")
+        rec = self.mined.log_record()
+        if ctx.logger is not None:   # every statistic to metrics.jsonl; the console gets one short line
+            ctx.logger.log({f"mining/{k}": v for k, v in rec.items()}, ctx.global_step, kind="mining", echo=False)
+        if ctx.env.is_main:
+            print(mining.summary_line(rec), flush=True)
 
     @torch.no_grad()
     def _embeddings(self, ctx, split: str):

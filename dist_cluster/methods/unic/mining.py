@@ -113,6 +113,19 @@ class Mined:
         return rec
 
 
+def summary_line(rec: dict) -> str:
+    """The console's line for a log_record(): what cleaning kept and, with labels, how pure the pairs are."""
+    line = (f"mining: {rec['n']:,} samples; neighbour sets kept for {rec['kept_fraction']:.0%} of anchors "
+            f"(η={rec['eta']:g})")
+    if "positive_accuracy" in rec:
+        line += f"; same-class positives {rec['positive_accuracy']:.3f}"
+    if "clean_positive_accuracy" in rec:     # dropped when a reloaded file's η changed
+        line += f" ({rec['clean_positive_accuracy']:.3f} where kept)"
+    if "false_negative_rate" in rec:
+        line += f"; same-class negatives {rec['false_negative_rate']:.3f}"
+    return line + " (all statistics in metrics.jsonl, kind mining)"
+
+
 def exists(run_dir: str, cfg) -> bool:
     return os.path.exists(mining_path(run_dir, cfg))
 
