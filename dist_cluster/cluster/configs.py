@@ -2,8 +2,10 @@
 
 What depends on the data is set here, then the user's `key=value` overrides apply, then limits are re-checked:
   all       data.train = the user's manifest (evaluated on the same data), data.name = the data's name,
-            global batch = min(the recipe's batch, N), split over the processes, one log line per epoch,
-            no mid-run checkpoints (runs take seconds to minutes; a re-run starts over)
+            global batch = min(the recipe's batch, N), split over the processes, no mid-run checkpoints
+            (runs take seconds to minutes; a re-run starts over); unless given: engine.log_every such that
+            a run logs about 30 training lines (LOG_LINES), and epochs scaled down where the recipe's
+            epochs on N samples would take more than STEP_BUDGET optimizer steps
   cgmcr2    recipes/cgmcr2_digits.py; method.in_dim = the features' width; method.global_batch, when set,
             is clamped to N (it overrides data.batch_size)
   unic      head-only UNIC on the features (recipes/unic_fmnist.py);
@@ -19,6 +21,13 @@ from dist_cluster.cluster.arrays import InputError
 from dist_cluster.config import ExperimentConfig, apply_overrides
 
 METHODS = ("cgmcr2", "unic", "pici", "kmeans")
+# Optimizer steps the recipes take on the largest data they were tuned on (CgMCR²: the paper's F-MNIST and
+# CIFAR-10 schedules, ~1,500 and ~2,000; PICI: recipes/pici_fmnist.py, ~1,000 on 10,000 images; UNIC:
+# recipes/unic_fmnist.py, ~14,000 on 60,000): more data does not warrant more steps than that.
+STEP_BUDGET = {"cgmcr2": 1500, "pici": 1000, "unic": 14000}
+EPOCH_FIELDS = {"cgmcr2": ("warmup_epochs", "finetune_epochs"), "unic": ("epochs",),
+                "pici": ("pretrain_epochs", "train_epochs", "boost_epochs")}
+LOG_LINES = 30
 OUTPUTS = {"cgmcr2": "dist_cluster.cluster.outputs:CgMCR2Run", "unic": "dist_cluster.cluster.outputs:UnicRun",
            "pici": "dist_cluster.cluster.outputs:PICIRun"}
 
@@ -68,9 +77,37 @@ def method_config(method: str, data, k: int, overrides: list[str], run_dir: str,
         d.image_size = pici_image_size(*data.image_size, m.patch_size)
     apply_overrides(cfg, overrides)
     _clamp(cfg, method, data.n, world)
-    steps = max(1, data.n // (cfg.data.batch_size * world))
-    cfg.engine.log_every = max(1, min(cfg.engine.log_every, steps))
+    given = {o.split("=", 1)[0].strip() for o in overrides}
+    if not given & {f"method.{f}" for f in EPOCH_FIELDS[method]}:
+        size_epochs(m, method, steps_per_epoch(cfg, method, data.n, world))
+    if "engine.log_every" not in given:
+        cfg.engine.log_every = max(1, round(total_steps(cfg, method, data.n, world) / LOG_LINES))
     return cfg
+
+
+def steps_per_epoch(cfg, method: str, n: int, world: int) -> int:
+    """Optimizer steps per epoch as the trainer counts them (every rank's share of N, remainder dropped)."""
+    per_rank = cfg.data.batch_size
+    if method == "cgmcr2" and cfg.method.global_batch > 0:
+        per_rank = max(1, cfg.method.global_batch // world)
+    accum = max(1, cfg.engine.grad_accum)
+    return max(1, n // (per_rank * world) // accum)
+
+
+def total_steps(cfg, method: str, n: int, world: int) -> int:
+    return steps_per_epoch(cfg, method, n, world) * sum(getattr(cfg.method, f) for f in EPOCH_FIELDS[method])
+
+
+def size_epochs(m, method: str, steps: int) -> None:
+    """Scale every stage's epochs by the same factor so the run takes about STEP_BUDGET steps, when the recipe's
+    epochs would take more (a stage that had epochs keeps at least one)."""
+    fields = EPOCH_FIELDS[method]
+    epochs = [getattr(m, f) for f in fields]
+    if steps * sum(epochs) <= STEP_BUDGET[method]:
+        return
+    scale = STEP_BUDGET[method] / (steps * sum(epochs))
+    for f, e in zip(fields, epochs):
+        setattr(m, f, max(1, round(e * scale)) if e > 0 else 0)
 
 
 def _clamp(cfg, method: str, n: int, world: int) -> None:

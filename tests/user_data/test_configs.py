@@ -43,3 +43,29 @@ def test_a_240_dim_array_trains_end_to_end(small, tmp_path):
     est = CgMCR2(n_clusters=4, hidden=64, feature_dim=16, warmup_epochs=1, finetune_epochs=1, batch_size=1000,
                  data_root=str(tmp_path / "d"), run_dir=str(tmp_path / "r")).fit(x)
     assert est.labels_.shape == (300,) and est.transform(x).shape == (300, 16)
+
+
+def test_log_every_gives_about_30_lines_unless_given(small, tmp_path):
+    from dist_cluster.cluster.configs import total_steps
+    _, data = small
+    cfg = method_config("unic", data, 5, ["method.epochs=40"], str(tmp_path))
+    steps = total_steps(cfg, "unic", 300, 1)                   # batch 128 of 300: 2 steps × 40 epochs
+    assert steps == 80 and 20 <= steps // cfg.engine.log_every <= 50
+    assert method_config("unic", data, 5, ["engine.log_every=7"], str(tmp_path)).engine.log_every == 7
+    tiny = method_config("cgmcr2", data, 5, ["method.warmup_epochs=1", "method.finetune_epochs=1"], str(tmp_path))
+    assert tiny.engine.log_every == 1                           # 2 steps: every one
+
+
+def test_epochs_scaled_down_only_where_the_recipe_would_exceed_its_step_budget(tmp_path):
+    from dist_cluster.cluster.configs import STEP_BUDGET, total_steps
+    big = UserData("unused.json", "big", "feature", 60_000, False, 64)
+    cfg = method_config("cgmcr2", big, 10, [], str(tmp_path))   # 117 steps per epoch: 80 epochs would be 9,360
+    assert (cfg.method.warmup_epochs, cfg.method.finetune_epochs) == (3, 10)
+    assert total_steps(cfg, "cgmcr2", 60_000, 1) <= STEP_BUDGET["cgmcr2"] * 1.1
+    given = method_config("cgmcr2", big, 10, ["method.finetune_epochs=60"], str(tmp_path))
+    assert (given.method.warmup_epochs, given.method.finetune_epochs) == (20, 60)   # the user's schedule stands
+    small_n = UserData("unused.json", "d", "feature", 1797, False, 64)
+    assert method_config("cgmcr2", small_n, 10, [], str(tmp_path)).method.finetune_epochs == 60
+    images = UserData("unused.json", "imgs", "image", 5000, False, 0, (28, 28))
+    pici = method_config("pici", images, 10, [], str(tmp_path)).method          # 52 steps per epoch
+    assert (pici.pretrain_epochs, pici.train_epochs, pici.boost_epochs) == (4, 12, 4)
