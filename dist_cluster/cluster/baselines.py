@@ -9,8 +9,9 @@ whatever `--seed` / `--n-init` chose. Each runs on the inputs as given and L2-no
                                  lowest inertia kept, on all rows; Spectral (dist_cluster): the exact 10-NN
                                  connectivity graph (`dist_cluster.neighbors.knn`), ½(A + Aᵀ), the k leading
                                  eigenvectors of D^-½ W D^-½ by Lanczos without shift-invert (as CgMCR²-SC),
-                                 rows normalised (NJW), then our k-means; on all rows up to SPECTRAL_MAX_ROWS
-                                 (20,000), else on a seeded 20,000-row sample (the kNN graph costs N²·D)
+                                 rows normalised (NJW), then our k-means; on a seeded sample of
+                                 max(SPECTRAL_ROWS, SPECTRAL_ROWS_PER_CLUSTER·k) = max(10,000, 50·k) rows
+                                 (the kNN graph costs N²·D; the silhouette sample lies inside it)
 """
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ REPORT_SEED = 0
 N_INIT = 10
 NEIGHBORS = 10
 SKLEARN_MAX_ROWS = 10_000
-SPECTRAL_MAX_ROWS = 20_000
+SPECTRAL_ROWS = 10_000
+SPECTRAL_ROWS_PER_CLUSTER = 50
 CHOICES = {"none": (), "kmeans": ("kmeans",), "all": ("kmeans", "spectral")}
 LABELS = {("kmeans", "scikit-learn"): "KMeans (scikit-learn)", ("kmeans", "dist_cluster"): "KMeans (dist_cluster)",
           ("spectral", "scikit-learn"): "SpectralClustering (scikit-learn)",
@@ -57,7 +59,7 @@ def plan(n: int, k: int, which=("kmeans", "spectral"), skip=()) -> list[Baseline
     for algo in which:
         if algo not in ("kmeans", "spectral"):
             raise ValueError(f"unknown baseline {algo!r}; use kmeans or spectral")
-        rows = min(n, SPECTRAL_MAX_ROWS) if algo == "spectral" else n
+        rows = min(n, max(SPECTRAL_ROWS, SPECTRAL_ROWS_PER_CLUSTER * k)) if algo == "spectral" else n
         out += [b for form in ("given", "l2") if (b := Baseline(algo, form, impl, rows)).key not in skip]
     return out
 

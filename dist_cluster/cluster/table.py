@@ -13,7 +13,8 @@ import numpy as np
 from dist_cluster.cluster.baselines import (
     REPORT_SEED,
     SKLEARN_MAX_ROWS,
-    SPECTRAL_MAX_ROWS,
+    SPECTRAL_ROWS,
+    SPECTRAL_ROWS_PER_CLUSTER,
     estimate_seconds,
     fit,
     gemm_rate,
@@ -30,7 +31,8 @@ SILHOUETTE_SAMPLE = 2000
 BACKBONES = {"efficientnet_lite0": "EfficientNet-Lite0"}
 TRANSDUCTIVE = "training data (clustering is transductive)"
 NOTE = (f"baselines: seed {REPORT_SEED} whatever the method's seed; scikit-learn's for N ≤ {SKLEARN_MAX_ROWS:,}, "
-        f"dist_cluster's above, Spectral on a seeded {SPECTRAL_MAX_ROWS:,}-row sample above {SPECTRAL_MAX_ROWS:,} rows")
+        f"dist_cluster's above (Spectral then on a seeded sample of max({SPECTRAL_ROWS:,}, "
+        f"{SPECTRAL_ROWS_PER_CLUSTER}·k) rows)")
 
 
 def clustered_name(manifest: str) -> str:

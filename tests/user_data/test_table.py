@@ -44,7 +44,7 @@ def test_baselines_in_both_forms_with_sklearn_numbers(blobs):
 def test_above_the_cutoff_the_baselines_are_dist_clusters_and_spectral_runs_on_a_stated_sample(blobs, monkeypatch):
     import dist_cluster.cluster.baselines as b
     monkeypatch.setattr(b, "SKLEARN_MAX_ROWS", 100)
-    monkeypatch.setattr(b, "SPECTRAL_MAX_ROWS", 200)
+    monkeypatch.setattr(b, "SPECTRAL_ROWS", 200)
     x, _ = make_blobs(n_samples=300, centers=4, n_features=6, cluster_std=0.5, random_state=1)
     y = make_blobs(n_samples=300, centers=4, n_features=6, cluster_std=0.5, random_state=1)[1]
     rows = baseline_rows(x.astype(np.float32), y, 4)

@@ -4,8 +4,8 @@ Everything runs on rank 0 from the last evaluation's outputs (the evaluation spl
 the 50,000 validation rows, never the 1.28 M training rows). The table (dist_cluster.cluster.table) names the
 data, the split, what each row clustered and its input form; the baselines (dist_cluster.cluster.baselines,
 seeded with REPORT_SEED, not the run's seed) are scikit-learn's up to 10,000 rows and dist_cluster's k-means and
-kNN-graph spectral clustering above (Spectral on a seeded 20,000-row sample above 20,000 rows); silhouettes use
-a seeded 10,000-row sample. Every step is printed with its time, and the estimate first when over a minute.
+kNN-graph spectral clustering above (Spectral on a seeded sample of max(10,000, 50·k) rows); silhouettes use a
+seeded 10,000-row sample. Every step is printed with its time, and the estimate first when over a minute.
 """
 from __future__ import annotations
 
