@@ -9,7 +9,8 @@ whatever `--seed` / `--n-init` chose. Each runs on the inputs as given and L2-no
                                  lowest inertia kept, on all rows; Spectral (dist_cluster): the exact 10-NN
                                  connectivity graph (`dist_cluster.neighbors.knn`), ½(A + Aᵀ), the k leading
                                  eigenvectors of D^-½ W D^-½ by Lanczos without shift-invert (as CgMCR²-SC),
-                                 rows normalised (NJW), then our k-means; on a seeded sample of
+                                 rows normalised (NJW), then k-means (scikit-learn's on a CPU, ours on a
+                                 GPU); on a seeded sample of
                                  max(SPECTRAL_ROWS, SPECTRAL_ROWS_PER_CLUSTER·k) = max(10,000, 50·k) rows
                                  (the kNN graph costs N²·D; the silhouette sample lies inside it)
 """
@@ -107,6 +108,8 @@ def our_spectral(x: np.ndarray, k: int, neighbors: int = NEIGHBORS, seed: int = 
         idx = knn(_tensor(x, device), nn, metric="l2").index.cpu().numpy()
     a = sp.csr_matrix((np.ones(n * nn), (np.repeat(np.arange(n), nn), idx.ravel())), shape=(n, n))
     emb = spectral_embedding_njw(0.5 * (a + a.T), k, seed)
+    if torch.device(device).type == "cpu":      # N × k rows: scikit-learn's seeding is the faster one on a CPU
+        return sklearn_labels("kmeans", emb, k, seed)
     return our_kmeans(emb, k, seed, N_INIT, device).labels.cpu().numpy()
 
 
