@@ -46,7 +46,7 @@ class Row:
 
 # name -> module in this package that defines run(opts) -> list[Row]
 CASES = {"kmeans": "kmeans", "knn": "knn", "data": "data", "coding_rate": "coding_rate", "engine": "engine",
-         "fec": "fec", "cgmcr2": "cgmcr2", "unic": "unic", "pici": "pici"}
+         "fec": "fec", "cgmcr2": "cgmcr2", "unic": "unic", "pici": "pici", "cluster_cli": "cluster_cli"}
 
 
 def load(name: str):
