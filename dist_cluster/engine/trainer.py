@@ -259,7 +259,7 @@ class Trainer:
         # the total steps now, an ETA after the first epoch (_progress)
         from dist_cluster.logging.progress import TrainingPlan
         self.plan = TrainingPlan(self.stages, n_batches // accum, self.ctx.global_step, self.bs_global * accum,
-                                 self.ctx.env.is_main)
+                                 self.ctx.env.is_main, self.cfg.engine.max_steps)
         self.last_eval, stopped = None, False
         self.method.train()
         # SIGTERM/SIGUSR1 while training: finish the step, save, exit (engine/preemption.py)

@@ -78,13 +78,16 @@ def timed(desc: str, enabled: bool = True):
 class TrainingPlan:
     """The line before training (total steps per stage) and one ETA line after each stage's first epoch."""
 
-    def __init__(self, stages, steps_per_epoch: int, done: int, global_batch: int, enabled: bool = True):
+    def __init__(self, stages, steps_per_epoch: int, done: int, global_batch: int, enabled: bool = True,
+                 max_steps: int = 0):
         self.total = sum(s.epochs for s in stages) * steps_per_epoch
+        self.total = min(self.total, max_steps) if max_steps else self.total
         self.enabled, self.mark, self.seen = enabled, None, set()
         if enabled:
             plan = ", ".join(f"{s.name} {s.epochs} epochs" for s in stages)
             print(f"training: {self.total:,} optimizer steps ({plan}; {steps_per_epoch:,} steps of {global_batch:,} "
-                  f"samples per epoch)" + (f", {done:,} already done" if done else ""), flush=True)
+                  f"samples per epoch)" + (f", stopping at engine.max_steps={max_steps:,}" if max_steps else "")
+                  + (f", {done:,} already done" if done else ""), flush=True)
 
     def epoch_start(self, stage: str, step: int) -> None:
         """Called at every epoch's start: after the first epoch of a stage, the time left at its pace."""

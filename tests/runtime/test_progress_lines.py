@@ -55,3 +55,9 @@ def test_final_table_scalars_are_logged_but_not_echoed(tmp_path, capsys):
     assert capsys.readouterr().out.splitlines() == ["[eval step 10] acc=0.9"]
     recs = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
     assert recs[0]["final/kmeans/acc"] == 0.8 and len(recs) == 2
+
+
+def test_training_plan_counts_to_max_steps(capsys):
+    TrainingPlan([Stage("unic", 30)], steps_per_epoch=10, done=4, global_batch=128, max_steps=50)
+    assert capsys.readouterr().out == ("training: 50 optimizer steps (unic 30 epochs; 10 steps of 128 samples per "
+                                       "epoch), stopping at engine.max_steps=50, 4 already done\n")
