@@ -44,12 +44,12 @@ def unit_centres(ck: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def nearest_centre(k: torch.Tensor, cn: torch.Tensor, chunk_elements: int = SCORE_ELEMENTS) -> torch.Tensor:
+def nearest_centre(k: torch.Tensor, cn: torch.Tensor, chunk_elements: int | None = None) -> torch.Tensor:
     """Eq. 5 with the plain cosine: a(n) = argmax_o cos(Ck_o, K_n), first index on ties, for keys k (B, C, N)
     and unit centres cn (B, C, O). ‖K_n‖ scales a whole row of scores, so the keys are not normalised; the
-    (B, chunk, O) scores are taken `chunk_elements` at a time."""
-    b, _, n = k.shape
-    step = max(1, chunk_elements // max(1, b * cn.shape[2]))
+    (B, chunk, O) scores are taken `chunk_elements` (default SCORE_ELEMENTS) at a time."""
+    b = k.shape[0]
+    step = max(1, (chunk_elements or SCORE_ELEMENTS) // max(1, b * cn.shape[2]))
     with no_autocast(k):
         return torch.cat([torch.bmm(ks.to(cn.dtype).transpose(1, 2), cn).argmax(2) for ks in k.split(step, dim=2)],
                          dim=1)

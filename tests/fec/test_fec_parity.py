@@ -3,9 +3,9 @@ assignments and every gradient to 1e-8, for the paper's options and the referenc
 import pytest
 import timm
 import torch
+from fec_reference import forward as reference_forward
 
 import dist_cluster.models  # noqa: F401
-from fec_reference import forward as reference_forward
 
 torch.set_num_threads(1)
 
