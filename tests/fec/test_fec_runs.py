@@ -91,3 +91,20 @@ def test_two_processes_train_like_one(images, tmp_path):
     assert sum(int((d > 1e-4).sum()) for d in diffs.values()) <= 1e-5 * sum(d.numel() for d in diffs.values())
     ea, eb = records(one, "eval")[-1], records(two, "eval")[-1]
     assert (ea["top1"], ea["ema_top1"]) == (eb["top1"], eb["ema_top1"])
+
+
+def test_compiled_run_trains_like_eager(images, tmp_path):
+    # engine.compile=true: DeepSpeed compiles the method with Inductor (Mixup stays eager); ~20 s once
+    # Inductor's kernel cache is warm, a few minutes on 2 cores without it
+    common = ["method.num_classes=3", "method.epochs=1", "engine.max_steps=2", "method.ema=false",
+              "engine.final_eval=false"]
+    runs = {name: tmp_path / name for name in ("eager", "compiled")}
+    for name, run_dir in runs.items():
+        launch(1, "fec_small", tiny_overrides(images, str(tmp_path / "data"), str(run_dir), image_size=32) + common
+               + (["engine.compile=true"] if name == "compiled" else []))
+    a, b = records(runs["eager"], "train"), records(runs["compiled"], "train")
+    assert [r["step"] for r in a] == [r["step"] for r in b] == [1, 2]
+    assert max(abs(x["loss"] - y["loss"]) for x, y in zip(a, b)) < 1e-4
+    wa, wb = module_states(runs["eager"]), module_states(runs["compiled"])
+    assert wa.keys() == wb.keys()
+    assert max(float((wa[k].float() - wb[k].float()).abs().max()) for k in wa) < 1e-4

@@ -85,6 +85,7 @@ class FecClassification(Method):
             self.ema.update(self.model, step=step)
             self.ema_step.fill_(step)
 
+    @torch.compiler.disable   # host-side randomness and data-dependent boxes: nothing to compile
     def _mix(self, x, y, index, first: int | None = None):
         """Mixup/CutMix seeded from the batch's first sample index: `first` as the loader read it on the host,
         else from `index` (on a GPU that read waits for the device)."""
