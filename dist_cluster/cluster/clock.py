@@ -32,7 +32,8 @@ class ReportClock:
         if seconds > SAY_ESTIMATE_ABOVE_S:
             self.say(f"estimated {seconds / 60:.1f} min before the table ({detail}){'; ' + hint if hint else ''}")
 
-    def record(self) -> dict:
+    def record(self, say_total: bool = True) -> dict:
         total = time.perf_counter() - self.t0
-        self.say(f"total: {total:.1f} s")
+        if say_total:
+            self.say(f"total: {total:.1f} s")
         return {"steps": self.steps, "total_s": round(total, 3), "estimate_s": self.estimate_s}

@@ -31,6 +31,6 @@ def test_quick_bench_exits_0_and_every_exactness_check_holds(quick_table):
     assert {r["case"] for r in rows} == set(CASES)
     checked = [r for r in rows if r["exact"] != "-"]
     assert checked and all(r["exact"] == "yes" for r in checked), [r for r in checked if r["exact"] != "yes"]
-    for case in ("kmeans", "knn", "data", "coding_rate", "fec", "unic"):     # each compares with a reference
+    for case in ("kmeans", "knn", "data", "coding_rate", "fec", "unic", "cluster_cli"):   # each checks a reference
         assert any(r["case"] == case and r["exact"] == "yes" for r in rows), case
     assert {f"{c}.jsonl" for c in CASES} <= set(os.listdir(out))

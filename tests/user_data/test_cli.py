@@ -119,5 +119,6 @@ def test_pici_on_a_folder_of_images_with_class_folders(files):
     cfg = open(run / "config.yaml").read()
     assert "image_size: 16" in cfg                    # 8×8 images → 16 (the smallest PICI size)
     table = json.load(open(run / "results_table.json"))
-    assert "pici" in table["rows"] and table["data"] == "pngs" and "KMeans (pixels)" in out
+    assert "pici" in table["rows"] and table["data"] == "pngs" and "KMeans (scikit-learn)" in out
+    assert table["rows"]["pici"]["clustered"] == "images" and table["rows"]["kmeans"]["clustered"] == "pixels"
     assert len(open(run / "clusters.csv").readlines()) == 121

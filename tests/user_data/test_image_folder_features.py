@@ -30,7 +30,7 @@ def test_feature_methods_on_a_folder_of_images(folders, method, extra):
     table = json.load(open(run / "results_table.json"))
     assert table["data"] == "tree" and method in table["rows"] and "acc" in table["rows"][method]
     assert len(open(run / "clusters.csv").readlines()) == 121
-    assert "KMeans" in out
+    assert "KMeans" in out and table["rows"]["kmeans"]["clustered"] == "EfficientNet-Lite0 features"
 
 
 def test_flat_folder_gets_label_free_figures(folders):
