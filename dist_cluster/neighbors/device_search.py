@@ -59,35 +59,43 @@ def _mark_self(s: torch.Tensor, first: int | None, rid: torch.Tensor, b0: int, m
 
 
 class _Running:
-    """One query tile's best keep + 1 keys, their scores, and the bound on every column left out."""
+    """One query tile's best keep + 1 keys (and their scores where keys round them: float64), and the bound
+    on every column left out."""
 
     def __init__(self, n: int, keep: int, dtype: torch.dtype, device):
-        self.keys = torch.full((n, keep + 1), torch.iinfo(torch.int64).min, dtype=torch.long, device=device)
-        self.scores = torch.full((n, keep + 1), float("-inf"), dtype=dtype, device=device)
+        self.bits, self.dtype = keys_.id_bits(dtype), dtype
+        self.keys = torch.full((n, keep + 1), keys_.lowest(dtype), dtype=torch.long, device=device)
+        self.scores = None if keys_.exact(dtype) else torch.full((n, keep + 1), float("-inf"), dtype=dtype,
+                                                                 device=device)
         self.bound = torch.full((n,), float("-inf"), dtype=dtype, device=device)
 
-    def add(self, s: torch.Tensor, col_ids: torch.Tensor, group: int, chosen: int, bits: int) -> None:
+    def add(self, s: torch.Tensor, col_low: torch.Tensor, group: int, chosen: int) -> None:
+        """s: (n, w) scores; col_low: (w,) the low key bits of the columns' ids (`keys.low_bits`)."""
         n, w = s.shape
-        ids = col_ids
+        low = col_low
         if w // group > chosen:            # else every column is a candidate
             gmax = s if group == 1 else s.view(n, w // group, group).amax(2)
             gv, gi = gmax.topk(chosen + 1, dim=1)
             cols = (gi[:, :chosen, None] * group + torch.arange(group, device=s.device)).view(n, -1)
-            s, ids = s.gather(1, cols), col_ids[cols]
+            s, low = s.gather(1, cols), col_low[cols]
             torch.maximum(self.bound, gv[:, chosen], out=self.bound)
-        merged = torch.cat([self.keys, keys_.pack(s, ids, bits)], 1)
+        merged = torch.cat([self.keys, keys_.join(s, low, self.bits)], 1)
         self.keys, p = merged.topk(self.keys.shape[1], dim=1, sorted=False)
-        self.scores = torch.cat([self.scores, s], 1).gather(1, p)
+        if self.scores is not None:
+            self.scores = torch.cat([self.scores, s.expand(n, -1)], 1).gather(1, p)
 
-    def result(self, keep: int, bits: int, exact_keys: bool):
+    def result(self, keep: int):
         """(scores, ids) of the best keep, sorted, and whether the list is certified."""
         k, o = self.keys.sort(1, descending=True)
-        s, ids = self.scores.gather(1, o), keys_.ids_of(k, bits)
-        if not exact_keys:                 # order by the exact scores inside the list
+        ids = keys_.ids_of(k, self.bits)
+        if self.scores is None:
+            s = keys_.scores_of(k, self.bits, self.dtype)
+        else:                              # order by the exact scores inside the list
+            s = self.scores.gather(1, o)
             s[:, :keep], ids[:, :keep] = lexsort_rows(s[:, :keep], ids[:, :keep])
         ok = s[:, keep - 1] > self.bound
-        if not exact_keys:
-            ok &= keys_.score_part(k[:, keep - 1], bits) > keys_.score_part(k[:, keep], bits)
+        if self.scores is not None:
+            ok &= keys_.score_part(k[:, keep - 1], self.bits) > keys_.score_part(k[:, keep], self.bits)
         return s[:, :keep], ids[:, :keep], ok
 
 
@@ -107,16 +115,16 @@ class DeviceSearch(Search):
 
     def lists(self, rows, keep: int, low: torch.dtype | None):
         x, me, dtype = self.x, rank(), low or self.x.dtype
-        bits, exact_keys = keys_.id_bits(dtype), keys_.exact(dtype)
+        bits = keys_.id_bits(dtype)
         starts = [rows.start + a if isinstance(rows, range) else None for a in range(0, len(rows), self.q_rows)]
         tiles = [(a, rid, q.to(dtype)) for a, (rid, q) in zip(starts, query_tiles(x, rows, self.q_rows))]
         width, chosen = self.tile + GUARD, keep + SPARE
         group = group_width(width, chosen)
         state = [_Running(len(rid), keep, dtype, x.device) for _, rid, _ in tiles]
-        col_ids = torch.empty(width, dtype=torch.long, device=x.device)
+        col_low = torch.empty(width, dtype=torch.long, device=x.device)
         buf = x.new_empty((max((q.shape[0] for *_, q in tiles), default=0), width), dtype=dtype)
         for src, start, b0, m, blk in self.blocks():
-            col_ids[:m], col_ids[m:] = self.rank_of[start:start + m], keys_.max_rows(dtype)
+            col_low[:m], col_low[m:] = keys_.low_bits(self.rank_of[start:start + m], bits), 0     # 0: padding
             neg_sq = (-(blk * blk).sum(1)).to(dtype) if self.metric == "l2" else None
             blk = blk.to(dtype)
             for (a, rid, q), run in zip(tiles, state):
@@ -124,8 +132,8 @@ class DeviceSearch(Search):
                 s[:, m:] = float("-inf")
                 if self.self_first and src == me:
                     _mark_self(s, a, rid, b0, m)
-                run.add(s, col_ids, group, chosen, bits)
-        got = [run.result(keep, bits, exact_keys) for run in state]
+                run.add(s, col_low, group, chosen)
+        got = [run.result(keep) for run in state]
         s = torch.cat([g[0] for g in got]) if got else x.new_empty((0, keep), dtype=dtype)
         r = torch.cat([g[1] for g in got]) if got else torch.empty((0, keep), dtype=torch.long, device=x.device)
         ok = torch.cat([g[2] for g in got]) if got else torch.ones(0, dtype=torch.bool, device=x.device)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 _INT = {torch.float16: torch.int16, torch.bfloat16: torch.int16, torch.float32: torch.int32}
+_NEG_INF = {torch.float16: -0x7C00, torch.bfloat16: -0x7F80, torch.float32: -0x7F800000}     # orderable(−inf)
 
 
 def id_bits(dtype: torch.dtype) -> int:
@@ -27,17 +28,33 @@ def max_rows(dtype: torch.dtype) -> int:
 
 
 def orderable(s: torch.Tensor) -> torch.Tensor:
-    """int64 with the order of the float values (float64: of their float32 rounding)."""
+    """Integers (of the float's width) with the order of the float values (float64: of their float32 rounding).
+
+    Negative floats are sign | magnitude; (b ^ magnitude mask) − (−1) is −magnitude, in the narrow type."""
     if s.dtype == torch.float64:
         s = s.float()
-    b = s.view(_INT[s.dtype]).long()
-    mag = b & ((1 << (8 * s.element_size() - 1)) - 1)
-    return torch.where(b < 0, -mag, mag)
+    b = s.view(_INT[s.dtype])
+    neg = b >> (8 * s.element_size() - 1)                 # −1 where the sign bit is set, else 0
+    return (b ^ (neg & torch.iinfo(b.dtype).max)) - neg
+
+
+def lowest(dtype: torch.dtype) -> int:
+    """The key of −inf with the padding's id (the largest): below every other key."""
+    return _NEG_INF[torch.float32 if dtype == torch.float64 else dtype] << id_bits(dtype)
+
+
+def low_bits(ids: torch.Tensor, bits: int) -> torch.Tensor:
+    """The low part of the keys of ids in [0, 2^bits): smaller ids get larger values."""
+    return ((1 << bits) - 1) - ids
+
+
+def join(scores: torch.Tensor, low: torch.Tensor, bits: int) -> torch.Tensor:
+    """Keys from scores and the low parts of their ids (`low_bits`, broadcast against scores)."""
+    return torch.add(low, orderable(scores).long(), alpha=1 << bits)
 
 
 def pack(scores: torch.Tensor, ids: torch.Tensor, bits: int) -> torch.Tensor:
-    """Keys of scores with ids in [0, 2^bits): ids may broadcast against scores."""
-    return orderable(scores) * (1 << bits) + (((1 << bits) - 1) - ids)
+    return join(scores, low_bits(ids, bits), bits)
 
 
 def ids_of(keys: torch.Tensor, bits: int) -> torch.Tensor:
@@ -46,3 +63,10 @@ def ids_of(keys: torch.Tensor, bits: int) -> torch.Tensor:
 
 def score_part(keys: torch.Tensor, bits: int) -> torch.Tensor:
     return keys >> bits
+
+
+def scores_of(keys: torch.Tensor, bits: int, dtype: torch.dtype) -> torch.Tensor:
+    """The scores of keys of an exact dtype (−0 comes back as +0)."""
+    o = (keys >> bits).to(_INT[dtype])
+    neg = o >> (8 * torch.empty(0, dtype=dtype).element_size() - 1)
+    return ((o + neg) ^ (neg & torch.iinfo(o.dtype).max)).view(dtype)

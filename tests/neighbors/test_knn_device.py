@@ -26,7 +26,11 @@ def test_keys_order_by_score_then_smaller_id(dtype):
     order = keys.pack(s, ids, keys.id_bits(dtype)).argsort(1, descending=True)
     ref_s, ref_i = lexsort_rows(s.float(), ids)          # −0 and +0 tie, as floats do
     assert torch.equal(ids.gather(1, order), ref_i)
-    assert torch.equal(keys.ids_of(keys.pack(s, ids, keys.id_bits(dtype)), keys.id_bits(dtype)), ids)
+    k = keys.pack(s, ids, keys.id_bits(dtype))
+    assert torch.equal(keys.ids_of(k, keys.id_bits(dtype)), ids) and torch.equal(keys.scores_of(k, keys.id_bits(
+        dtype), dtype), s)
+    pad = keys.pack(torch.tensor(float("-inf"), dtype=dtype), torch.tensor(keys.max_rows(dtype)), keys.id_bits(dtype))
+    assert int(pad) == keys.lowest(dtype) and bool((k >= keys.lowest(dtype)).all())
 
 
 def test_float64_keys_never_contradict_the_score_order():
@@ -46,10 +50,10 @@ def test_group_selection_is_exact_where_certified(dtype, kind):
         s[torch.arange(n), torch.arange(n) * 3] = float("inf")
     ids = torch.randperm(w, generator=g)
     run = _Running(n, k, dtype, s.device)
-    bits = keys.id_bits(dtype)
+    low = keys.low_bits(ids, keys.id_bits(dtype))
     for part in range(0, w, 640):              # two blocks
-        run.add(s[:, part:part + 640].contiguous(), ids[part:part + 640], group_width(640, k + 8), k + 8, bits)
-    v, i, ok = run.result(k, bits, keys.exact(dtype))
+        run.add(s[:, part:part + 640].contiguous(), low[part:part + 640], group_width(640, k + 8), k + 8)
+    v, i, ok = run.result(k)
     rv, ri = lexsort_rows(s, ids.expand_as(s))
     assert torch.equal(v[ok], rv[ok, :k]) and torch.equal(i[ok], ri[ok, :k])
     if kind != "ties":           # ties: every group reaches the top value, so no cut is certified
