@@ -20,6 +20,7 @@ from dist_cluster.models.fec_ops import (
     adaptive_centres,
     aggregate,
     assign,
+    channel_mlp,
     dispatch,
     nearest_centre,
     no_autocast,
@@ -160,5 +161,6 @@ class FecBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.drop_path(self.token_mixer(self.norm1(x), self.ls1.gamma))
         fc1, fc2, g = self.mlp.fc1, self.mlp.fc2, self.ls2.gamma
-        hidden = self.mlp.act(pointwise(self.norm2(x), fc1.weight, fc1.bias))
-        return x + self.drop_path(pointwise(hidden, fc2.weight * g.unsqueeze(1), fc2.bias * g))
+        mlp = channel_mlp(self.norm2(x), [(fc1.weight, fc1.bias), (fc2.weight * g.unsqueeze(1), fc2.bias * g)],
+                          self.mlp.act)
+        return x + self.drop_path(mlp)

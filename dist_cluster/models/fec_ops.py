@@ -17,6 +17,7 @@ import torch.nn.functional as F
 ONE_HOT_MAX_CENTRES = 16        # ClusterEnc's 4×4 centres; above this, scatter_add/gather
 SCORE_ELEMENTS = 1 << 26        # bound on one chunk of a pool's (B, chunk, O) similarity
 NORM_EPS = 1e-12                # F.normalize's
+BATCHED_GEMM_PIXELS = 256       # 1×1 convolutions: per-image GEMMs from this many pixels, else one over all
 
 
 def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -112,10 +113,26 @@ def dispatch(r: torch.Tensor, a: torch.Tensor, s: torch.Tensor, onehot: torch.Te
 
 
 def pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """A 1×1 convolution (weight (C', C[, 1, 1])) of channels-first x as one batched GEMM, bias added in it:
-    no layout change, and cuBLAS/BLAS rather than a convolution kernel."""
+    """A 1×1 convolution (weight (C', C[, 1, 1])) of channels-first x as GEMMs, the result channels-first."""
+    return channel_mlp(x, [(weight, bias)])
+
+
+def channel_mlp(x: torch.Tensor, layers: list, act=None) -> torch.Tensor:
+    """Per-pixel Linear layers [(weight, bias), ...] with `act` between them, on channels-first x.
+
+    Many pixels per image: one batched GEMM per layer on the (B, C, N) layout as it is (bias added in the
+    GEMM). Few pixels (late stages): the per-image GEMMs would be too thin, so the pixels are transposed
+    once into (B·N, C) rows for single GEMMs, and back at the end."""
     b, c, h, w = x.shape
-    wm = weight.reshape(weight.shape[0], c).expand(b, -1, -1)
-    xm = x.reshape(b, c, h * w)
-    y = torch.bmm(wm, xm) if bias is None else torch.baddbmm(bias.view(1, -1, 1), wm, xm)
-    return y.view(b, -1, h, w)
+    if h * w >= BATCHED_GEMM_PIXELS:
+        y = x.reshape(b, c, h * w)
+        for i, (weight, bias) in enumerate(layers):
+            wm = weight.reshape(weight.shape[0], -1).expand(b, -1, -1)
+            y = torch.bmm(wm, y) if bias is None else torch.baddbmm(bias.view(1, -1, 1), wm, y)
+            y = act(y) if act is not None and i < len(layers) - 1 else y
+        return y.view(b, -1, h, w)
+    y = x.reshape(b, c, h * w).transpose(1, 2)
+    for i, (weight, bias) in enumerate(layers):
+        y = F.linear(y, weight.reshape(weight.shape[0], -1), bias)
+        y = act(y) if act is not None and i < len(layers) - 1 else y
+    return y.transpose(1, 2).contiguous().view(b, -1, h, w)

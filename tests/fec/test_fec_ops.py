@@ -61,12 +61,14 @@ def test_chunked_argmax_equals_the_whole_matrix_and_keeps_the_first_of_ties():
     assert (whole[:, :10] == 2).all() and (whole == 2).sum() > 10 and not (whole == 5).any()
 
 
-def test_pointwise_equals_conv2d():
+@pytest.mark.parametrize("hw", [(5, 7), (16, 16)])           # one GEMM over all pixels; per-image GEMMs
+def test_pointwise_equals_conv2d(hw):
     conv = torch.nn.Conv2d(6, 10, 1).double()
-    x = torch.randn(2, 6, 5, 7, dtype=torch.float64)
+    x = torch.randn(2, 6, *hw, dtype=torch.float64)
     torch.testing.assert_close(pointwise(x, conv.weight, conv.bias), conv(x), atol=1e-13, rtol=0)
     torch.testing.assert_close(pointwise(x, conv.weight, None), conv(x) - conv.bias.view(1, -1, 1, 1), atol=1e-13,
                                rtol=0)
+    assert pointwise(x, conv.weight, conv.bias).is_contiguous()
 
 
 def test_pool_never_holds_the_whole_similarity_matrix(monkeypatch):
