@@ -89,7 +89,8 @@ def _in_global_order(ids: torch.Tensor, *local: torch.Tensor) -> list[torch.Tens
 @torch.no_grad()
 def mine_neighbors(x: torch.Tensor, tau1: int, tau2: int, metric: str = "l2", index: torch.Tensor | None = None,
                    eta: float = 0, eta_quantile: float = 0.0, keep: int = 0, labels: torch.Tensor | None = None,
-                   chunk: int = 4096, max_state_bytes: int = 1 << 29, keep_features: bool = True) -> MiningResult:
+                   chunk: int | None = None, max_state_bytes: int = 1 << 29,
+                   keep_features: bool = True) -> MiningResult:
     """Mine positives, union sizes, cleaning and negative radii for every row of the sharded data set.
 
     Collective. x: this rank's rows (n_local, d); index: their global ids (default contiguous by rank);
