@@ -10,9 +10,9 @@ directly when a chunk has fewer rows than centres). The ones column's sums are t
 otherwise); changed labels are counted once per pass.
 
 The device path (the default on CUDA; `path="device"` forces it on CPU tensors, which is how it is tested)
-keeps every step on the device: one GEMM per tile with the bias in its epilogue, `torch.min` for the label and
-its score, counts by `index_add_` (a `bincount` would read its maximum back to the host), the tile's sums in
-the data's dtype flushed into float64; no step of a pass waits for the host.
+keeps every step on the device: one GEMM per tile (an addmm, whose ‖c‖² cuBLASLt can add in its epilogue),
+`torch.min` for the label and its score, counts by `index_add_` (a `bincount` would read its maximum back to
+the host), the tile's sums in the data's dtype flushed into float64; no step of a pass waits for the host.
 
 On CPU the chunks go to `workers` Python threads that each run torch single-threaded (torch releases the GIL
 inside its kernels), like scikit-learn's one OpenMP region per iteration. With no per-operation thread
