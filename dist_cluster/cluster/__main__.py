@@ -127,7 +127,8 @@ def _main(argv) -> dict | None:
             return None
         from dist_cluster.cluster.kmeans_run import kmeans_method
         from dist_cluster.cluster.report import inputs_for_table
-        runs = [kmeans_method(inputs_for_table(data)[0], args.k, args.seed, run_dir)]
+        x, _, index = inputs_for_table(data)
+        runs = [kmeans_method(x, args.k, args.seed, run_dir, index=index)]
     else:
         runs = train_seeds(args.method, data, args.k, overrides, run_dir, args.n_init, args.seed, env.world_size)
     if not env.is_main:

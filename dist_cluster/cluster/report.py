@@ -10,6 +10,7 @@ import numpy as np
 
 from dist_cluster.cluster.baselines import CHOICES, SKLEARN_MAX_ROWS
 from dist_cluster.cluster.clock import ReportClock
+from dist_cluster.cluster.inputs import skip_summary
 from dist_cluster.cluster.kmeans_run import NAME as KMEANS_NAME
 from dist_cluster.cluster.table import (
     TRANSDUCTIVE,
@@ -42,25 +43,29 @@ def write_clusters_csv(pred: dict, path: str) -> str:
 _INPUTS: dict = {}
 
 
-def inputs_for_table(data) -> tuple[np.ndarray, np.ndarray | None]:
-    """The inputs the baselines see (features, or flattened grey images at ≤ 32 px) and known labels; read once
-    per manifest (--method kmeans clusters them, then the report scores them)."""
+def inputs_for_table(data) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """The inputs the baselines see (features, or flattened grey images at ≤ 32 px), known labels and the rows'
+    global indices (a sample the data layer skipped has no row); read once per manifest (--method kmeans
+    clusters them, then the report scores them)."""
     if data.manifest in _INPUTS:
         return _INPUTS[data.manifest]
     if data.kind == "feature":
         from dist_cluster.data import load_feature_arrays
-        x, y, _ = load_feature_arrays(data.manifest)
-        x, y = x.numpy(), y.numpy()
+        x, y, index = load_feature_arrays(data.manifest)
+        x, y, index = x.numpy(), y.numpy(), index.numpy()
     else:
         from dist_cluster.data.dataset import RandomAccessDataset
         from dist_cluster.data.transforms import make_transform
         ds = RandomAccessDataset(data.manifest, make_transform("plain", _side(data), 1, mean=(0.0,), std=(1.0,)),
                                  in_chans=1)
-        items = [ds[i] for i in range(data.n)]
+        # an undecodable image gets a neighbour standing in (its index is the neighbour's): no row, as in the
+        # method's predictions, whose evaluation pass drops the repeat
+        items = [it for i in range(data.n) if (it := ds[i])["index"] == i]
+        index = np.array([it["index"] for it in items], dtype=np.int64)
         x = np.stack([it["image"].numpy().reshape(-1) for it in items])
         y = np.array([it["label"] for it in items])
     _INPUTS.clear()
-    _INPUTS[data.manifest] = x.astype(np.float32), (y if (y >= 0).all() else None)
+    _INPUTS[data.manifest] = x.astype(np.float32), (y if (y >= 0).all() else None), index
     return _INPUTS[data.manifest]
 
 
@@ -107,7 +112,7 @@ def write_report(method: str, data, k: int, runs, best, selection: dict, run_dir
         pred = dict(np.load(os.path.join(best.run_dir, "predictions.npz")))
         csv_path = write_clusters_csv(pred, os.path.join(run_dir, "clusters.csv"))
     with clock.step("inputs for the table"):
-        x, y = inputs_for_table(data)
+        x, y, _ = inputs_for_table(data)
     clustered = clustered_name(data.manifest)
     rows = build_rows(method, pred, x, y, k, nmi_average, best, clustered, baselines, clock)
     title = title_line(TITLES[method], data.name, data.n, k, y is not None, SPLIT, nmi_average, world)
@@ -134,6 +139,7 @@ def write_report(method: str, data, k: int, runs, best, selection: dict, run_dir
     summary |= {"method": method, "k": k, "clusters_csv": csv_path, "selected_run": best.run_dir,
                 "table": table, "label_free": label_free, "n_init": selection, "table_png": png,
                 "report": clock.record(say_total=method != "cgmcr2")}     # CgMCR²'s report said its own total
+    summary |= skip_summary(data, pred["index"])     # also for KMeans and --n-init runs (no trainer summary)
     if best.metrics:
         summary.setdefault("metrics", best.metrics)
     with open(path, "w") as f:

@@ -2,7 +2,7 @@
 seed is kept is decided in dist_cluster.cluster.selection (label-free rules, `--select`).
 
 Seeds run one after another in the same processes; each has its own run directory `<run_dir>/seed_<s>`
-when n_init > 1. KMeans (`method="kmeans"`) has no training run: scikit-learn's KMeans(n_init) on rank 0.
+when n_init > 1. `--method kmeans` has no training run: dist_cluster.cluster.kmeans_run fits it on rank 0.
 """
 from __future__ import annotations
 
@@ -68,15 +68,3 @@ def train_seeds(method: str, data, k: int, overrides: list[str], run_dir: str, n
                             summary.get("wall_time_s")))
     return runs
 
-
-def kmeans_predictions(x: np.ndarray, k: int, seed: int, run_dir: str, n_init: int = 10) -> SeedRun:
-    """KMeans on the features as given; confidence = (d₂ − d₁) / d₂ for the two nearest centres (1 at a centre,
-    0 on a boundary)."""
-    from sklearn.cluster import KMeans
-    os.makedirs(run_dir, exist_ok=True)
-    km = KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit(x)
-    d = np.sort(km.transform(x), axis=1)
-    conf = (d[:, 1] - d[:, 0]) / np.maximum(d[:, 1], 1e-12)
-    np.savez(os.path.join(run_dir, "predictions.npz"), index=np.arange(len(x)), cluster=km.labels_,
-             confidence=conf, embedding=km.transform(x))
-    return SeedRun(seed, os.path.abspath(run_dir), float(km.inertia_))

@@ -57,9 +57,19 @@ def test_feature_method_leaves_the_file_out_and_names_it(folder):
     _check(run, out)
 
 
-@pytest.mark.xfail(strict=True, reason="the CLI's KMeans rows and summary come from cluster/run.py, report.py and "
-                                       "__main__.py: they need the rows' global indices and skip_summary")
 def test_kmeans_leaves_the_file_out_and_names_it(folder):
     summary = _check(*_cluster(folder, "kmeans"))
     (entry,) = summary["skipped"]
     assert entry["index"] == CORRUPT and entry["file"].endswith(os.path.join("photos", "corrupt.png"))
+
+
+def test_pici_table_has_no_row_for_the_image_a_neighbour_stood_in_for(folder):
+    """PICI trains on the image manifest itself (no extraction): the undecodable image is replaced by its
+    neighbour, whose repeat the predictions drop; the table's pixel rows drop it as well."""
+    from dist_cluster.cluster.inputs import resolve_data, skip_summary
+    from dist_cluster.cluster.report import inputs_for_table
+    data = resolve_data(str(folder / "photos"), str(folder / "cache_pici"))
+    assert data.kind == "image"
+    x, _, index = inputs_for_table(data)
+    assert index.tolist() == [i for i in range(len(FILES)) if i != CORRUPT] and len(x) == len(index)
+    assert skip_summary(data, index)["data_skipped"] == 1
