@@ -37,13 +37,32 @@ def _scale(d: int, count: torch.Tensor, eps: float, eps_is_squared: bool) -> tor
     return d / (count * (eps if eps_is_squared else eps * eps))
 
 
+class _LogdetSPD(torch.autograd.Function):
+    """log det M of SPD matrices from one Cholesky factor L; the backward is d/dM = M⁻¹ = L⁻ᵀL⁻¹ from the same
+    factor: one triangular solve and one product, where autograd through the factorisation runs two solves,
+    tril and the diagonal's chain. (cholesky_inverse would be one call, but batched on CUDA it goes through
+    MAGMA, which waits for the device.)"""
+
+    @staticmethod
+    def forward(ctx, m: torch.Tensor) -> torch.Tensor:
+        chol, info = torch.linalg.cholesky_ex(m)
+        ok = info == 0
+        ctx.save_for_backward(chol, ok)
+        return torch.where(ok, 2.0 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1), torch.nan)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        chol, ok = ctx.saved_tensors
+        eye = torch.eye(chol.shape[-1], dtype=chol.dtype, device=chol.device)
+        inv_l = torch.linalg.solve_triangular(chol, eye.expand_as(chol), upper=False)
+        return torch.where(ok, grad, 0.0)[..., None, None] * (inv_l.mT @ inv_l)
+
+
 def logdet_spd(m: torch.Tensor) -> torch.Tensor:
     """log det of (a batch of) symmetric positive-definite matrices via Cholesky; NaN where the factorisation
     fails (cholesky_ex reports it on the device, so the engine's non-finite guard stops the run without the
     host sync of torch.linalg.cholesky's error check)."""
-    chol, info = torch.linalg.cholesky_ex(m)
-    logdet = 2.0 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
-    return torch.where(info == 0, logdet, torch.nan)
+    return _LogdetSPD.apply(m)
 
 
 def global_count(n_local: int, device=None) -> torch.Tensor:
@@ -70,19 +89,19 @@ def _cluster_terms(z: torch.Tensor, pi: torch.Tensor, eps: float, eps_is_squared
                    ) -> torch.Tensor:
     """Σ_j over the columns of `pi` of t_j·logdet(I + d/(t_j ε²) Zᵀ Π_j Z) (not yet divided by 2n)."""
     n, d = z.shape
-    if pi.shape[1] == 0:
+    k = pi.shape[1]
+    if k == 0:
         return z.new_zeros(())
     chunk = chunk or max(1, CHUNK_ELEMENTS // (n * d + d * d))
     eye = torch.eye(d, dtype=z.dtype, device=z.device)
-    total = z.new_zeros(())
-    for cols in torch.split(torch.arange(pi.shape[1], device=pi.device), chunk):
-        p = pi[:, cols]                                               # n×c
-        weighted = (p.T.unsqueeze(2) * z.unsqueeze(0))                # c×n×d
-        grams = weighted.transpose(1, 2) @ z                          # c×d×d
+    parts = []
+    for c0 in range(0, k, chunk):
+        p = pi[:, c0:c0 + chunk]                                      # n×c, a view
+        grams = (p.T.unsqueeze(2) * z.unsqueeze(0)).transpose(1, 2) @ z   # c×d×d
         t = p.sum(0) + TRACE_EPS                                      # c
         scale = _scale(d, t, eps, eps_is_squared).view(-1, 1, 1)
-        total = total + (t * logdet_spd(eye + scale * grams)).sum()
-    return total
+        parts.append((t * logdet_spd(eye + scale * grams)).sum())
+    return parts[0] if len(parts) == 1 else torch.stack(parts).sum()
 
 
 def cluster_coding_rate(z: torch.Tensor, pi: torch.Tensor, eps: float, eps_is_squared: bool = False,

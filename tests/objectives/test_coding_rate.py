@@ -129,3 +129,13 @@ def test_two_ranks_equal_one_process(backend):
             assert rc2 == pytest.approx(rc.item(), rel=1e-12)
             torch.testing.assert_close(gz, zl.grad[rank * 8:(rank + 1) * 8], rtol=1e-10, atol=1e-12)
             torch.testing.assert_close(gpi, pil.grad[rank * 8:(rank + 1) * 8], rtol=1e-10, atol=1e-12)
+
+
+def test_logdet_spd_gradient_is_the_inverse():
+    a = torch.randn(4, 6, 6, dtype=torch.float64)
+    m = (a @ a.transpose(1, 2) + torch.eye(6, dtype=torch.float64)).requires_grad_(True)
+    w = torch.tensor([1.0, -2.0, 0.5, 3.0], dtype=torch.float64)
+    (g,) = torch.autograd.grad((w * logdet_spd(m)).sum(), m)
+    torch.testing.assert_close(g, w[:, None, None] * torch.linalg.inv(m.detach()), rtol=1e-10, atol=1e-12)
+    (g_ref,) = torch.autograd.grad((w * torch.logdet(m)).sum(), m)
+    torch.testing.assert_close(g, g_ref, rtol=1e-10, atol=1e-12)
