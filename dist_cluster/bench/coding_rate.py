@@ -141,4 +141,5 @@ def run(opts: Options) -> list[Row]:
             t = statistics.median(max(ts) for ts in zip(*per_rank))
             rows.append(Row("coding_rate", what, f"{world}×{max(1, opts.threads // world)}", t,
                             f"ours 1×{opts.threads}", med["ours"], note="rows sharded over gloo ranks"))
+    rows.append(iteration_row(opts))
     return rows
