@@ -5,10 +5,13 @@ Sizes are counted at 224×224 (FLOPs by torch.utils.flop_counter, halved: the pa
 params as numel/2²⁰, the paper's unit); exactness: within 5% of the paper. Inference is the paper's script:
 eval mode, no grad, batch 256 at 224 px, 20 warm-up then 100 timed iterations. Training is forward + backward
 of cross-entropy. bf16 means the model itself in bf16, as DeepSpeed's bf16 mode runs it. On a CPU the
-defaults are smaller (64 px, batch 32, 1 + 3 iterations, fp32); set them here:
+defaults are smaller (64 px, batch 32, 1 + 3 iterations, fp32). On a GPU fp32 runs with TF32, as training
+does, and batches are channels_last, as the engine passes them. Every repeat times its own warm-up and
+iterations (--repeats 1 keeps a GPU run to a few minutes). Set them here:
 
     python -m dist_cluster.bench.fec --px 64 --batch 32 --repeats 3 --dtypes fp32
-    python -m dist_cluster.bench.fec --device cuda --models fec_small fec_large   # 224 px, batch 256 / 128
+    python -m dist_cluster.bench.fec --device cuda --repeats 1   # FEC-S and FEC-L, 224 px, batch 256 (FEC-L
+                                                                 # trains at 128), fp32 and bf16
 """
 from __future__ import annotations
 
@@ -60,6 +63,8 @@ def timed_loop(name: str, batch: int, px: int, device, dtype, train: bool, iters
     import dist_cluster.models  # noqa: F401
     m = timm.create_model(name, num_classes=1000).to(device, dtype).train(train)
     x = torch.randn(batch, 3, px, px, device=device, dtype=dtype)
+    if device.type == "cuda":   # as the engine feeds convolutional methods (parameters keep their layout)
+        x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 1000, (batch,), device=device)
 
     def one():
@@ -110,6 +115,9 @@ def settings(opts: Options) -> dict:
 def speed_rows(opts: Options) -> list[Row]:
     s = settings(opts)
     dev, px, rows = s["device"], s["px"], []
+    if dev.type == "cuda":   # what training sets (dist_cluster.launch), and timm's benchmark script
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
     where = "1 GPU" if dev.type == "cuda" else f"1×{opts.threads}"
     for name in s["models"]:
         ratio = paper_ratio(name)
