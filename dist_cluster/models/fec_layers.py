@@ -59,9 +59,12 @@ class ClusterEnc(nn.Module):
         split = (b * self.heads, self.head_dim, h, w)    # heads become batch elements: head-major channels
         return self.cluster_heads(k.reshape(split), v.reshape(split)).reshape(b, c, h, w)
 
-    def cluster_heads(self, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """(B·h, e, H, W) keys and values (views are fine) → (B·h, e, N) dispatched features."""
-        ck, cv = adaptive_centres(k, self.centres), adaptive_centres(v, self.centres)
+    def cluster_heads(self, k: torch.Tensor, v: torch.Tensor, ck: torch.Tensor | None = None,
+                      cv: torch.Tensor | None = None) -> torch.Tensor:
+        """(B·h, e, H, W) keys and values (views are fine) and, if already pooled, their (B·h, e, O) centres
+        → (B·h, e, N) dispatched features."""
+        if ck is None:
+            ck, cv = adaptive_centres(k, self.centres), adaptive_centres(v, self.centres)
         k, v = k.flatten(2), v.flatten(2)
         cn = unit_centres(ck)
         with no_autocast(k):
@@ -86,8 +89,11 @@ class ClusterEnc(nn.Module):
         # one GEMM for keys and values, rows ordered (head, k|v, e) so each head's k and v are strided views
         wkv = torch.stack([self.f.weight.view(n, e, -1), self.v.weight.view(n, e, -1)], 1).view(2 * n * e, -1)
         bkv = torch.stack([self.f.bias.view(n, e), self.v.bias.view(n, e)], 1).view(-1)
-        kv = pointwise(x, wkv, bkv).view(b * n, 2, e, h, w)
-        d = self.cluster_heads(kv[:, 0], kv[:, 1]).view(b, n * e, h, w)
+        kv = pointwise(x, wkv, bkv)
+        # centres pooled per channel on the contiguous map (pooling the strided views would copy them)
+        ckv = adaptive_centres(kv, self.centres).reshape(b * n, 2, e, -1)
+        kv = kv.view(b * n, 2, e, h, w)
+        d = self.cluster_heads(kv[:, 0], kv[:, 1], ckv[:, 0], ckv[:, 1]).view(b, n * e, h, w)
         wp, bp = self.proj.weight, self.proj.bias
         if scale is not None:
             wp, bp = wp * scale.view(-1, 1, 1, 1), bp * scale
