@@ -23,7 +23,7 @@ import time
 import torch
 
 from dist_cluster.checkpoint import rng
-from dist_cluster.distributed import barrier, broadcast_object
+from dist_cluster.distributed import barrier, broadcast_object, gather_object_to
 from dist_cluster.distributed import rank as dist_rank
 from dist_cluster.engine.rundir import RunDirError
 from dist_cluster.errors import UserError
@@ -139,15 +139,6 @@ def _shares(listing: list[tuple[str, int]], world: int) -> list[list[str]]:
     return shares
 
 
-def _gather_to_main(obj) -> list:
-    import torch.distributed as dist
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return [obj]
-    out = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
-    dist.gather_object(obj, out, dst=0)
-    return out
-
-
 def file_list(path: str, rank: int, world_size: int) -> dict | None:
     """Collective: size and sha256 of every file under the tag folder `path`, for rank 0's COMPLETE (None on the
     other ranks). Called after the ranks' barrier; each rank hashes a share of the files (balanced by size), so
@@ -162,7 +153,7 @@ def file_list(path: str, rank: int, world_size: int) -> dict | None:
     """
     listing = broadcast_object(_list_files(path) if rank == 0 else None)
     mine = {rel: _hash_file(os.path.join(path, rel)) for rel in _shares(listing, world_size)[rank]}
-    parts = _gather_to_main(mine)
+    parts = gather_object_to(mine)
     if rank != 0:
         return None
     return dict(sorted(kv for part in parts for kv in part.items()))

@@ -11,6 +11,7 @@ from dist_cluster.distributed.collectives import (
                                                   broadcast_async,
                                                   broadcast_object,
                                                   device_backend,
+                                                  gather_object_to,
                                                   gather_to,
                                                   is_dist,
                                                   main_only,
@@ -22,5 +23,5 @@ from dist_cluster.distributed.env import DistEnv, resolve
 
 __all__ = ["DistEnv", "resolve", "all_gather_with_grad", "all_gather_nograd", "all_gather_varlen",
            "all_reduce_max", "all_reduce_sum", "all_reduce_sum_with_grad", "backend_serves", "barrier", "broadcast",
-           "broadcast_async", "broadcast_object", "device_backend", "gather_to", "is_dist", "main_only", "rank",
-           "serves", "world_size"]
+           "broadcast_async", "broadcast_object", "device_backend", "gather_object_to", "gather_to", "is_dist",
+           "main_only", "rank", "serves", "world_size"]

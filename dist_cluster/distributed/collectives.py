@@ -225,6 +225,15 @@ def gather_to(x: torch.Tensor, dst: int = 0) -> list[torch.Tensor] | None:
     return [p.to(x.device) for p in parts] if parts is not None else None
 
 
+def gather_object_to(obj, dst: int = 0) -> list | None:
+    """Rank dst receives every rank's picklable `obj` as a list (rank order); other ranks get None."""
+    if not _multi():
+        return [obj]
+    out = [None] * world_size() if rank() == dst else None
+    dist.gather_object(obj, out, dst=dst)
+    return out
+
+
 def broadcast_object(obj, src: int = 0):
     if not _multi():
         return obj
