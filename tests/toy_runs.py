@@ -64,3 +64,16 @@ def train_losses(run_dir) -> list[tuple[int, float]]:
 def final_weights(run_dir) -> dict[str, torch.Tensor]:
     d = os.path.join(str(run_dir), "checkpoints")
     return checkpoint_weights(d, ckpt.latest(d))
+
+
+def pids_using(run_dir, exclude: int | None = None) -> list[int]:
+    """Processes whose command line names the run directory (other than this one and `exclude`)."""
+    out = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")
+        except OSError:
+            continue
+        if f"run_dir={run_dir}" in cmdline and int(pid) not in (os.getpid(), exclude):
+            out.append(int(pid))
+    return out

@@ -52,21 +52,8 @@ def knn_row(device, s) -> dict:
                 reference="first GPU run, 200,000×768 fp16: 3.66 s / 0.37 s")
 
 
-def plain_lloyd(x, c, iters: int, chunk: int = 1 << 18) -> float:
-    """Lloyd's iterations as plain torch: chunked GEMM + argmin, index_add_ sums; returns the inertia."""
-    for it in range(iters + 1):
-        cc = (c * c).sum(1)
-        labels = torch.cat([torch.addmm(cc, x[a:a + chunk], c.T, alpha=-2).argmin(1)
-                            for a in range(0, len(x), chunk)])
-        if it == iters:
-            break
-        sums = torch.zeros_like(c).index_add_(0, labels, x)
-        counts = torch.bincount(labels, minlength=len(c)).to(x.dtype)
-        c = torch.where(counts[:, None] > 0, sums / counts.clamp_min(1)[:, None], c)
-    return float(sum(((x[a:a + chunk] - c[labels[a:a + chunk]]) ** 2).sum() for a in range(0, len(x), chunk)))
-
-
 def kmeans_row(device, s) -> dict:
+    from dist_cluster.bench.gpu_kmeans import plain_lloyd
     from dist_cluster.clustering import kmeans
     n, d, k = s["kmeans"]
     g = torch.Generator(device=device).manual_seed(0)
@@ -77,12 +64,8 @@ def kmeans_row(device, s) -> dict:
     def ours():
         out["ours"] = kmeans(x, k, init=init, max_iter=20, tol=0.0)
 
-    def plain():   # in float32 without TF32, as kmeans() computes
-        tf32, torch.backends.cuda.matmul.allow_tf32 = torch.backends.cuda.matmul.allow_tf32, False
-        try:
-            out["plain"] = plain_lloyd(x, init, 20)
-        finally:
-            torch.backends.cuda.matmul.allow_tf32 = tf32
+    def plain():   # the bench's plain Lloyd loop: float32 without TF32, as kmeans() computes
+        out["plain"] = plain_lloyd(x, init, 20)
     t_ours, t_plain = median_ms(ours, device), median_ms(plain, device)
     rel = abs(out["ours"].inertia / out["plain"] - 1)
     iters = out["ours"].n_iter

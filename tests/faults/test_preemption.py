@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 from dist_utils import run_world
-from toy_runs import ENV, SHORT, final_weights, run_toy, toy_cmd
+from toy_runs import ENV, SHORT, final_weights, pids_using, run_toy, toy_cmd
 
 from dist_cluster import checkpoint as ckpt
 from dist_cluster.engine.guard import FiniteGuard
@@ -114,18 +114,6 @@ def test_two_processes_under_torchrun_stop_at_the_same_step_and_resume_equal(ref
     assert ref.keys() == got.keys() and all(torch.equal(ref[k], got[k]) for k in ref)
 
 
-def _workers_of(run_dir, launcher: int) -> list[int]:
-    out = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmdline = open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")
-        except OSError:
-            continue
-        if f"run_dir={run_dir}" in cmdline and int(pid) != launcher:
-            out.append(int(pid))
-    return out
-
-
 def _alive(pid: int) -> bool:
     try:
         return open(f"/proc/{pid}/stat").read().split()[2] != "Z"
@@ -137,7 +125,7 @@ def test_workers_whose_launcher_died_still_exit_at_once(tmp_path):
     # Their parent-death signal is SIGTERM (dist_cluster/distributed/lifetime.py). Taken only for a stop request
     # it would leave them waiting in step 36, which never ends: 300 s, then a TimeoutError on stderr.
     proc, _, err = _start_held(tmp_path, nproc=2, start_new_session=True)
-    workers = _workers_of(tmp_path, proc.pid)
+    workers = pids_using(tmp_path, proc.pid)
     try:
         assert len(workers) == 2
         os.killpg(proc.pid, signal.SIGKILL)   # the launcher only: the workers run in their own sessions

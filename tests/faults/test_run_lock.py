@@ -4,7 +4,7 @@ import signal
 import subprocess
 import time
 
-from toy_runs import ENV, SHORT, run_toy, toy_cmd
+from toy_runs import ENV, SHORT, pids_using, run_toy, toy_cmd
 
 
 def _wait_for(pred, timeout=300.0):
@@ -23,19 +23,6 @@ def _lock_held(run_dir) -> bool:
 
 def _training(run_dir) -> bool:
     return os.path.exists(os.path.join(run_dir, "metrics.jsonl"))
-
-
-def _pids_using(run_dir) -> list[int]:
-    """Processes whose command line names the run directory."""
-    out = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmdline = open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")
-        except OSError:
-            continue
-        if f"run_dir={run_dir}" in cmdline and int(pid) != os.getpid():
-            out.append(int(pid))
-    return out
 
 
 def test_second_run_on_the_same_directory_is_refused_naming_the_holder(tmp_path):
@@ -70,14 +57,14 @@ def test_killing_the_launchers_process_group_ends_its_workers(tmp_path):
         # metrics.jsonl is opened after the ranks' rendezvous, so both workers already die with their parent
         assert _wait_for(lambda: _training(tmp_path) or proc.poll() is not None)
         assert proc.poll() is None, f"the launcher exited with {proc.returncode}"
-        workers = [p for p in _pids_using(tmp_path) if p != proc.pid]
+        workers = [p for p in pids_using(tmp_path) if p != proc.pid]
         assert len(workers) >= 2
         os.killpg(proc.pid, signal.SIGKILL)          # the launcher only: workers run in their own sessions
         proc.wait()
         assert _wait_for(lambda: not [p for p in workers if os.path.exists(f"/proc/{p}")
                                       and open(f"/proc/{p}/stat").read().split()[2] != "Z"], timeout=60)
     finally:
-        for p in _pids_using(tmp_path):
+        for p in pids_using(tmp_path):
             try:
                 os.kill(p, signal.SIGKILL)
             except ProcessLookupError:
