@@ -34,7 +34,9 @@ def local_slurm():
 LONG_FIRST = ["bench/test_bench_quick.py", "cgmcr2/test_two_processes.py", "slurm/test_slurm_jobs.py",
               "user_data/test_readme_example.py", "pici/test_pici_runs.py", "user_data/test_estimators.py",
               "runtime/test_engine.py", "faults/test_recovery.py", "unic/test_unic_runs.py", "fec/test_fec_runs.py",
-              "pici/test_pici_slurm.py", "user_data/test_slurm_cli.py", "cgmcr2/test_recipes.py"]
+              "pici/test_pici_slurm.py", "user_data/test_slurm_cli.py", "cgmcr2/test_recipes.py",
+              "faults/test_preemption.py", "faults/test_checkpoint_integrity.py", "slurm/test_slurm_signals.py",
+              "faults/test_user_errors.py", "faults/test_resume_identity.py"]
 
 
 def pytest_collection_modifyitems(config, items):
