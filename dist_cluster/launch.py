@@ -83,8 +83,25 @@ def process_group_backend(cuda: bool) -> str:
     return os.environ.get("DIST_CLUSTER_BACKEND") or ("cpu:gloo,cuda:nccl" if cuda else "gloo")
 
 
+def reset_deepspeed_groups() -> None:
+    """DeepSpeed caches its process groups module-wide; a new group (a second run in the same process) must not
+    reuse those of a destroyed one."""
+    groups = sys.modules.get("deepspeed.utils.groups")
+    if groups is None:
+        return
+    for name in ("_WORLD_GROUP", "_ZERO_PARAM_INTRA_PARALLEL_GROUP", "_DATA_PARALLEL_GROUP", "_MODEL_PARALLEL_GROUP",
+                 "_TENSOR_MODEL_PARALLEL_GROUP", "mpu", "mesh_device"):
+        if hasattr(groups, name):
+            setattr(groups, name, None)
+    for name in ("_EXPERT_PARALLEL_GROUP", "_EXPERT_PARALLEL_GROUP_RANKS", "_EXPERT_DATA_PARALLEL_GROUP",
+                 "_EXPERT_DATA_PARALLEL_GROUP_RANKS", "_ALL_TO_ALL_GROUP"):
+        getattr(groups, name, {}).clear()
+
+
 def init_distributed(env: DistEnv, timeout_min: float = 30.0) -> torch.device:
     env.export()
+    if not torch.distributed.is_initialized():
+        reset_deepspeed_groups()
     cuda = torch.cuda.is_available()
     if not cuda:
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
@@ -235,6 +252,10 @@ def run(cfg: ExperimentConfig) -> dict:
     finally:
         if lock is not None:
             lock.release()
+        if env.world_size == 1 and torch.distributed.is_initialized():
+            # a failed single-process run leaves no group behind: the next run() in this process starts clean
+            # (several ranks exit instead; a barrier here could wait on a rank that failed elsewhere)
+            torch.distributed.destroy_process_group()
     return summary
 
 

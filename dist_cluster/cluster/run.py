@@ -32,22 +32,6 @@ def final_loss(run_dir: str) -> float | None:
     return float(np.mean(tail))
 
 
-def reset_deepspeed_groups() -> None:
-    """DeepSpeed caches its process groups module-wide; after a run destroyed the group, a second run in the
-    same process must not reuse them."""
-    import sys
-    groups = sys.modules.get("deepspeed.utils.groups")
-    if groups is None:
-        return
-    for name in ("_WORLD_GROUP", "_ZERO_PARAM_INTRA_PARALLEL_GROUP", "_DATA_PARALLEL_GROUP", "_MODEL_PARALLEL_GROUP",
-                 "_TENSOR_MODEL_PARALLEL_GROUP", "mpu", "mesh_device"):
-        if hasattr(groups, name):
-            setattr(groups, name, None)
-    for name in ("_EXPERT_PARALLEL_GROUP", "_EXPERT_PARALLEL_GROUP_RANKS", "_EXPERT_DATA_PARALLEL_GROUP",
-                 "_EXPERT_DATA_PARALLEL_GROUP_RANKS", "_ALL_TO_ALL_GROUP"):
-        getattr(groups, name, {}).clear()
-
-
 def train_seeds(method: str, data, k: int, overrides: list[str], run_dir: str, n_init: int = 1, seed: int = 0,
                 world: int = 1) -> list[SeedRun]:
     """Every seed's run (all ranks train; the list is complete on every rank)."""
@@ -62,7 +46,6 @@ def train_seeds(method: str, data, k: int, overrides: list[str], run_dir: str, n
             os.environ["TORCHELASTIC_USE_AGENT_STORE"] = "False"
         rd = os.path.join(run_dir, f"seed_{s}") if n_init > 1 else run_dir
         cfg = method_config(method, data, k, overrides, rd, world, seed=s)
-        reset_deepspeed_groups()
         summary = run(cfg)
         runs.append(SeedRun(s, os.path.abspath(rd), final_loss(rd), summary.get("metrics", {}),
                             summary.get("wall_time_s")))
