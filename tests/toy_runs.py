@@ -2,18 +2,14 @@
 what a fault must not change."""
 from __future__ import annotations
 
-import contextlib
-import functools
 import hashlib
-import importlib.util
-import io
 import json
 import os
 import subprocess
 import sys
-import traceback
 
 import torch
+from inprocess import run_recipe_in_process
 
 from dist_cluster import checkpoint as ckpt
 from dist_cluster.distributed.spawn import free_port
@@ -38,54 +34,13 @@ def run_toy(run_dir, *overrides, nproc: int = 1, ok: bool = True, fresh: bool = 
     interpreter's start-up is most of a toy run's time. Runs under a launcher, and tests of signals, locks and
     process exits, use real processes."""
     if nproc == 1 and not fresh:
-        res = run_in_process(_toy_config(), [f"run_dir={run_dir}", *overrides])
+        res = run_recipe_in_process(RECIPE, [f"run_dir={run_dir}", *overrides])
     else:
         res = subprocess.run(toy_cmd(run_dir, *overrides, nproc=nproc), env=ENV, capture_output=True, text=True,
                              timeout=600)
     if ok:
         assert res.returncode == 0, res.stderr[-3000:]
     return res
-
-
-@functools.cache
-def _toy_config():
-    spec = importlib.util.spec_from_file_location("toy_recipe", RECIPE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.config
-
-
-def run_in_process(config_fn, argv: list[str]) -> subprocess.CompletedProcess:
-    """`python recipe.py *argv` without a new interpreter: the same entry point, environment (one thread, no
-    launcher variables), captured output and exit code (2 for a user error, 1 with a traceback for a crash)."""
-    import torch.distributed as dist
-
-    from dist_cluster.launch import run_recipe
-    saved_env, threads, dtype = dict(os.environ), torch.get_num_threads(), torch.get_default_dtype()
-    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
-        os.environ.pop(name, None)
-    os.environ.update(DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1")
-    torch.set_default_dtype(torch.float32)
-    out, err, code = io.StringIO(), io.StringIO(), 0
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                run_recipe(config_fn, argv)
-            except SystemExit as e:
-                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-                if isinstance(e.code, str):
-                    print(e.code, file=sys.stderr)
-            except Exception:
-                traceback.print_exc()
-                code = 1
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
-        os.environ.clear()
-        os.environ.update(saved_env)
-        torch.set_num_threads(threads)
-        torch.set_default_dtype(dtype)
-    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
 
 
 def tree_hashes(path) -> dict[str, str]:

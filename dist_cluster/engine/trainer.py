@@ -129,7 +129,7 @@ class Trainer:
 
     # ---- the guard -----------------------------------------------------------------------------------------
     def _stop(self, what: str, out: dict) -> None:
-        terms = {k: float(v) for k, v in out.items() if k.startswith("loss/")}
+        terms = {k: float(torch.as_tensor(v).detach()) for k, v in out.items() if k.startswith("loss/")}
         good = ckpt.latest_finite(self.ckpt_dir)
         raise NonFiniteLossError(
             f"{what} (terms on rank {self.ctx.env.rank}: {terms}); stopping with nothing saved. Newest checkpoint "

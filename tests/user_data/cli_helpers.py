@@ -5,6 +5,7 @@ import sys
 import tempfile
 
 import numpy as np
+from inprocess import cluster_cli_in_process
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # a run without --cache-dir caches its data here, not in the user's ~/.cache
@@ -24,6 +25,12 @@ def digits_files(folder) -> dict:
 
 
 def cluster_cli(*args, nproc: int = 1, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
+    """One process runs in this one (tests/inprocess.py); several under torchrun."""
+    if nproc == 1:
+        res = cluster_cli_in_process(list(args), env={"DIST_CLUSTER_CACHE": ENV["DIST_CLUSTER_CACHE"]}, cwd=ROOT)
+        if check:
+            assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+        return res
     launcher = [sys.executable] if nproc == 1 else [sys.executable, "-m", "torch.distributed.run",
                                                     "--nproc_per_node", str(nproc),
                                                     "--master_port", str(29900 + os.getpid() % 90)]
