@@ -2,11 +2,10 @@
 substitute feature shards (CLIP features and CIFAR/ImageNet are not on this machine)."""
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from inprocess import run_recipe_in_process
 
 from dist_cluster.data.sources import FeatureSource
 from dist_cluster.data.writer import write_shards
@@ -43,8 +42,7 @@ def test_recipe_has_the_paper_settings(name):
 
 
 def _run(recipe: str, overrides: list[str]):
-    res = subprocess.run([sys.executable, os.path.join(ROOT, "recipes", f"{recipe}.py"), *overrides], env=ENV,
-                         capture_output=True, text=True, timeout=600, cwd=ROOT)
+    res = run_recipe_in_process(recipe, overrides, cwd=ROOT)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
 
 

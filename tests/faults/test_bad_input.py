@@ -8,6 +8,7 @@ import tarfile
 
 import numpy as np
 import pytest
+from inprocess import run_recipe_in_process
 from toy_runs import ENV, ROOT, SHORT, run_toy, tree_hashes
 
 from dist_cluster.data import skips
@@ -18,8 +19,7 @@ from dist_cluster.data.writer import write_shards
 
 
 def recipe(name, *overrides, cwd=ROOT):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "recipes", f"{name}.py"), *overrides], env=ENV,
-                          capture_output=True, text=True, timeout=600, cwd=cwd)
+    return run_recipe_in_process(name, list(overrides), cwd=cwd)
 
 
 def feature_shards(out_dir, n=40, per_shard=10, values=None):

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+from inprocess import run_recipe_in_process
 
 from dist_cluster.distributed.spawn import free_port
 
@@ -21,7 +22,8 @@ def _run(nproc, run_dir, data_root, *extra):
     cmd = launcher + [RECIPE, "data=digits_pixels", f"data.root={data_root}", f"run_dir={run_dir}",
                       "method.feature_norm=zscore", "method.tau2=400", "method.head_hidden=64", "method.epochs=2",
                       "engine.log_every=1", "engine.progress=false", f"data.batch_size={64 // nproc}", *extra]
-    res = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=900, cwd=ROOT)
+    res = (run_recipe_in_process(RECIPE, cmd[2:], cwd=ROOT) if nproc == 1
+           else subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=900, cwd=ROOT))
     assert res.returncode == 0, res.stderr[-3000:]
     lines = [json.loads(x) for x in open(os.path.join(run_dir, "metrics.jsonl"))]
     return lines
