@@ -70,14 +70,11 @@ def test_skip_nonfinite_needs_zero_stage_0_and_fp32(tmp_path):
 
 def test_cgmcr2_with_a_huge_learning_rate_says_it_collapsed(tmp_path):
     """D1b: lr=1e9 leaves every weight finite but every embedding 0: the run says so instead of a bare ACC."""
-    import subprocess
-    import sys
-
-    from toy_runs import ENV, ROOT
-    res = subprocess.run([sys.executable, os.path.join(ROOT, "recipes", "cgmcr2_digits.py"), f"run_dir={tmp_path}",
-                          f"data.root={tmp_path / 'data'}", "optim.lr=1e9", "engine.max_steps=20",
-                          "ckpt.every_steps=5", "method.baselines=()"], env=ENV, capture_output=True, text=True,
-                         timeout=600, cwd=ROOT)
+    from inprocess import run_recipe_in_process
+    from toy_runs import ROOT
+    res = run_recipe_in_process("cgmcr2_digits", [f"run_dir={tmp_path}", f"data.root={tmp_path / 'data'}",
+                                                  "optim.lr=1e9", "engine.max_steps=20", "ckpt.every_steps=5",
+                                                  "method.baselines=()"], cwd=ROOT)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "CgMCR² collapsed" in res.stdout and "the run diverged (lower optim.lr)" in res.stdout
     assert json.load(open(tmp_path / "summary.json"))["metrics"]["collapsed"] == 1

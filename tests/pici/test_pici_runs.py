@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from inprocess import run_recipe_in_process
 
 from dist_cluster import checkpoint as ckpt
 from dist_cluster.distributed.spawn import free_port
@@ -26,8 +27,10 @@ def run(recipe, run_dir, *overrides, nproc=1):
     launcher = [sys.executable] if nproc == 1 else [
         os.path.join(os.path.dirname(sys.executable), "torchrun"), "--nproc_per_node", str(nproc),
         "--master_port", str(free_port())]
-    res = subprocess.run(launcher + [os.path.join(ROOT, "recipes", f"{recipe}.py"), f"run_dir={run_dir}",
-                                     *overrides], env=ENV, capture_output=True, text=True, timeout=900, cwd=ROOT)
+    args = [f"run_dir={run_dir}", *overrides]
+    res = run_recipe_in_process(recipe, args, cwd=ROOT) if nproc == 1 else subprocess.run(
+        launcher + [os.path.join(ROOT, "recipes", f"{recipe}.py"), *args], env=ENV, capture_output=True, text=True,
+        timeout=900, cwd=ROOT)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
     return res.stdout
 
