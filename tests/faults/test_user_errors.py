@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+from inprocess import cluster_cli_in_process, run_recipe_in_process
 from toy_runs import ENV, ROOT, SHORT, toy_cmd
 
 from dist_cluster.data.sources import FeatureSource
@@ -55,11 +56,29 @@ def inputs(tmp_path_factory):
     return root, _manifests(root)
 
 
+def _in_process(cmd: list[str], cwd) -> subprocess.CompletedProcess:
+    """The same command through its entry point in this process (tests/inprocess.py)."""
+    if cmd[1] == "-m":
+        return cluster_cli_in_process(cmd[3:], cwd=cwd)
+    return run_recipe_in_process(cmd[1], cmd[2:], cwd=cwd)
+
+
 @pytest.mark.parametrize("case", list(CASES))
 def test_a_user_error_is_one_line_and_exit_2(inputs, case):
     root, nan = inputs
     cmd, text = CASES[case]
-    res = subprocess.run(cmd(root, nan), env=ENV, capture_output=True, text=True, timeout=600, cwd=root)
+    _check(_in_process(cmd(root, nan), root), text)
+
+
+@pytest.mark.parametrize("case", ["NaN found at load", "object-dtype .npy"])
+def test_the_exit_code_and_message_reach_the_shell(inputs, case):
+    """The same, as real processes: a recipe's and the CLI's."""
+    root, nan = inputs
+    cmd, text = CASES[case]
+    _check(subprocess.run(cmd(root, nan), env=ENV, capture_output=True, text=True, timeout=600, cwd=root), text)
+
+
+def _check(res: subprocess.CompletedProcess, text: str) -> None:
     assert res.returncode == 2, res.stderr[-3000:]
     errors = [line for line in res.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and text in errors[0], res.stderr[-3000:]
