@@ -109,7 +109,7 @@ def _ranks_prepare_and_load(rank, world, root):
 
 
 def test_two_gloo_ranks_prepare_digits_and_load_disjoint_batches(tmp_path):
-    out = run_world(_ranks_prepare_and_load, 2, str(tmp_path))
+    out = run_world(_ranks_prepare_and_load, 2, str(tmp_path), fresh=True)   # fresh: sys.modules is checked
     assert "timm" not in out[0][3]  # feature sets do not pay for the image stack
     assert out[0][0] == out[1][0] and out[0][1] == out[1][1] == 1797 // 64
     flat = [i for _, _, batches, _ in out for b in batches for i in b]

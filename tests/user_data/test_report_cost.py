@@ -2,6 +2,7 @@
 group, and `--method kmeans` as dist_cluster's own k-means."""
 import numpy as np
 import pytest
+from dist_utils import run_world
 from sklearn.datasets import make_blobs
 
 from dist_cluster.cluster.clock import ReportClock
@@ -49,7 +50,6 @@ def _rank0_reports_alone(rank, world):
 
 
 def test_rank0_report_does_not_wait_for_the_other_ranks():
-    from dist_cluster.distributed.spawn import run_world
     assert run_world(_rank0_reports_alone, 2)[0] == (1.0, 1.0)
 
 
