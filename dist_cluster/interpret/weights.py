@@ -50,29 +50,36 @@ def run_options(path: str) -> dict:
     return {}
 
 
-def infer_variant(state_dict: dict) -> str:
+def stage_depths(state_dict: dict) -> tuple[int, ...]:
     depths = [0, 0, 0, 0]
     for k in state_dict:
         m = re.match(r"^stages\.(\d+)\.blocks\.(\d+)\.", k)
         if m:
             depths[int(m[1])] = max(depths[int(m[1])], int(m[2]) + 1)
+    return tuple(depths)
+
+
+def infer_variant(state_dict: dict) -> str:
+    """The variant with the weights' widths (a run with method.depths has fewer blocks than it)."""
+    depths = stage_depths(state_dict)
     dims = [state_dict[f"stages.{i}.blocks.0.norm1.weight"].shape[0] for i in range(4) if depths[i]]
+    mixer = [state_dict[f"stages.{i}.blocks.0.token_mixer.f.weight"].shape[0] for i in range(4) if depths[i]]
     for name, args in MODEL_ARGS.items():
-        if tuple(depths) == args["depths"] and tuple(dims) == args["dims"]:
+        if tuple(dims) == args["dims"] and tuple(mixer) == tuple(h * args["head_dim"] for h in args["heads"]):
             return name
-    raise ValueError(f"weights match no FEC variant (depths {depths}, dims {dims})")
+    raise ValueError(f"weights match no FEC variant (depths {list(depths)}, dims {dims})")
 
 
 def load_fec(path: str, model: str = "", ema: bool = False, **model_kwargs) -> FEC:
-    """Model name, class count and input channels come from the weights (and a run's config) unless given;
-    ema picks the method's EMA weights where the checkpoint has them."""
+    """Model name, class count, input channels and blocks per stage come from the weights (and a run's config)
+    unless given; ema picks the method's EMA weights where the checkpoint has them."""
     sd = fec_weights(read_state_dict(path, whole_method=ema), prefer_ema=ema)
     options = run_options(path)
     model_kwargs = {k: v for k, v in options.items() if k != "model"} | model_kwargs
     name = model or (options.get("model", "") if options.get("model", "").startswith("fec") else "") or \
         infer_variant(sd)
     kwargs = dict(num_classes=sd["head.weight"].shape[0] if "head.weight" in sd else 0,
-                  in_chans=sd["patch_embed.weight"].shape[1] - 2)
+                  in_chans=sd["patch_embed.weight"].shape[1] - 2, depths=stage_depths(sd))
     net = timm.create_model(name, pretrained=False, **(kwargs | model_kwargs))
     net.load_state_dict(sd, strict=True)
     return net.eval()

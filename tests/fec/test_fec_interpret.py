@@ -13,6 +13,7 @@ from PIL import Image
 import dist_cluster.models  # noqa: F401
 from dist_cluster.interpret import (
     blocks_to_pixels,
+    infer_variant,
     inspect_image,
     link_assignments,
     load_fec,
@@ -103,6 +104,19 @@ def test_load_fec_from_exported_and_wrapped_state_dicts(tmp_path):
         assert torch.equal(load_fec(str(wrapped))(x), net(x))
         assert not torch.equal(load_fec(str(wrapped), ema=True)(x), net(x))
     assert load_fec(str(plain)).num_classes == 10
+
+
+def test_load_fec_takes_the_blocks_per_stage_from_the_weights(tmp_path):
+    # a run with method.depths: fewer blocks than its variant; fec_base and fec_large differ only in heads
+    for name in ("fec_base", "fec_large"):
+        net = timm.create_model(name, num_classes=4, depths=(1, 2, 1, 1)).eval()
+        torch.save(net.state_dict(), tmp_path / "w.pt")
+        assert infer_variant(net.state_dict()) == name
+        got = load_fec(str(tmp_path / "w.pt"))
+        assert [len(s.blocks) for s in got.stages] == [1, 2, 1, 1]
+        x = torch.randn(1, 3, 32, 32)
+        with torch.no_grad():
+            assert torch.equal(got(x), net(x))
 
 
 def test_command_line_tool(tmp_path):

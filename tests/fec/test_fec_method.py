@@ -119,3 +119,16 @@ def test_config_errors(images, tmp_path):
         make(images, tmp_path, "fec_small", "engine.zero_stage=3")
     _, method, _ = make(images, tmp_path, "fec_small", "method.num_classes=0", "method.ema=false")
     assert method.model.num_classes == 3 and method.ema is None                 # from the manifest
+
+
+def test_depths_set_the_blocks_per_stage_and_are_checked(images, tmp_path):
+    from dist_cluster.config import ConfigError
+    _, method, _ = make(images, tmp_path, "fec_small", "method.depths=[1,2,1,1]", "method.num_classes=3")
+    assert [len(s.blocks) for s in method.model.stages] == [1, 2, 1, 1]
+    assert [len(s.blocks) for s in method.ema.module.stages] == [1, 2, 1, 1]
+    for bad in (["method.depths=[1,1,1]"], ["method.depths=[1,0,1,1]"],
+                ["method.model=resnet18", "method.depths=[1,1,1,1]"]):
+        with pytest.raises(ConfigError, match="method.depths is the number of blocks"):
+            make(images, tmp_path, "fec_small", *bad)
+    with pytest.raises(ConfigError, match="method.depths"):
+        make(images, tmp_path, "fec_small", "method.depths=[1,one,1,1]")

@@ -14,6 +14,9 @@ from dist_cluster.distributed.spawn import free_port
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ENV = dict(os.environ, DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1")
 pytestmark = pytest.mark.slow
+# One block per stage: nothing here depends on the depth, and FEC-Small's 14 blocks (Inductor's compile of
+# them most of all) were most of these tests' time.
+SHALLOW = "method.depths=[1,1,1,1]"
 
 
 def launch(nproc: int, recipe: str, overrides: list[str]) -> subprocess.CompletedProcess:
@@ -44,8 +47,8 @@ def test_bf16_zero2_deepspeed_run_then_segments_from_its_checkpoint_and_export(i
     from dist_cluster.interpret import inspect_image, load_fec
     run_dir = tmp_path / "run"
     launch(1, "fec_small", tiny_overrides(images, str(tmp_path / "data"), str(run_dir)) + [
-        "engine.precision=bf16", "engine.zero_stage=2", "method.num_classes=3", "method.epochs=1", "engine.max_steps=3",
-        "method.figure_photos=[astronaut]", "method.figure_size=64"])
+        SHALLOW, "engine.precision=bf16", "engine.zero_stage=2", "method.num_classes=3", "method.epochs=1",
+        "engine.max_steps=3", "method.figure_photos=[astronaut]", "method.figure_size=64"])
     train = records(run_dir, "train")
     assert len(train) == 3 and all(0 < r["loss"] < 10 and r["min_alpha"] > 0 for r in train)
     summary = json.load(open(run_dir / "summary.json"))
@@ -72,8 +75,8 @@ def test_bf16_zero2_deepspeed_run_then_segments_from_its_checkpoint_and_export(i
 def test_two_processes_train_like_one(images, tmp_path):
     # Same global batch (4 = 1 × 4 = 2 × 2); per-sample augmentation is seeded by sample index, so only
     # Mixup (one draw per rank) and drop path (per-rank noise) would differ: both off here.
-    common = ["method.num_classes=3", "method.epochs=1", "method.mixup=0", "method.cutmix=0", "method.drop_path=0",
-              "engine.precision=fp32", "sched.warmup_epochs=0", "optim.lr=0.002"]
+    common = [SHALLOW, "method.num_classes=3", "method.epochs=1", "method.mixup=0", "method.cutmix=0",
+              "method.drop_path=0", "engine.precision=fp32", "sched.warmup_epochs=0", "optim.lr=0.002"]
     one, two = tmp_path / "w1", tmp_path / "w2"
     launch(1, "fec_small", tiny_overrides(images, str(tmp_path / "data"), str(one), batch=4) + common)
     launch(2, "fec_small", tiny_overrides(images, str(tmp_path / "data"), str(two), batch=2) + common)
@@ -94,9 +97,8 @@ def test_two_processes_train_like_one(images, tmp_path):
 
 
 def test_compiled_run_trains_like_eager(images, tmp_path):
-    # engine.compile=true: DeepSpeed compiles the method with Inductor (Mixup stays eager); ~20 s once
-    # Inductor's kernel cache is warm, a few minutes on 2 cores without it
-    common = ["method.num_classes=3", "method.epochs=1", "engine.max_steps=2", "method.ema=false",
+    # engine.compile=true: DeepSpeed compiles the method with Inductor (Mixup stays eager)
+    common = [SHALLOW, "method.num_classes=3", "method.epochs=1", "engine.max_steps=2", "method.ema=false",
               "engine.final_eval=false"]
     runs = {name: tmp_path / name for name in ("eager", "compiled")}
     for name, run_dir in runs.items():

@@ -9,6 +9,7 @@ from typing import ClassVar, Literal
 class FecClassificationConfig:
     target: ClassVar[str] = "dist_cluster.methods.fec.method:FecClassification"
     model: str = "fec_small"           # any timm model name (fec_small/base/large; resnet18 for baselines)
+    depths: tuple[int, ...] = ()       # blocks per stage; () = the model's own (e.g. (1, 1, 1, 1) for a quick trial)
     num_classes: int = 0               # 0 = the number of classes in the training manifest
     epochs: int = 310                  # scheduled epochs, cooldown included (reference: 300 + 10)
     drop_path: float = 0.1             # reference script (Small); not given for Base/Large

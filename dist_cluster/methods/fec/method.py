@@ -37,9 +37,14 @@ class FecClassification(Method):
             raise ConfigError("Mixup/CutMix in batch mode needs an even data.batch_size")
         if m.ema and cfg.engine.zero_stage == 3:
             raise ConfigError("method.ema needs whole weights on every rank; use engine.zero_stage <= 2")
+        if m.depths and (not m.model.startswith("fec") or len(m.depths) != 4 or min(m.depths) < 1):
+            raise ConfigError(f"method.depths is the number of blocks in each of an FEC model's 4 stages (each at "
+                              f"least 1, e.g. [1,1,1,1]); got {list(m.depths)} for {m.model}")
         self._manifests = None
         n_cls = m.num_classes or Manifest.load(self.manifests()["train"]).num_classes
         kwargs = dict(assign_on=m.assign_on, agg_weight=m.agg_weight) if m.model.startswith("fec") else {}
+        if m.depths:
+            kwargs["depths"] = tuple(m.depths)
         self.model = timm.create_model(m.model, pretrained=False, num_classes=n_cls, in_chans=cfg.data.in_chans,
                                        drop_path_rate=m.drop_path, drop_rate=m.drop_rate, **kwargs)
         if m.grad_checkpointing:
