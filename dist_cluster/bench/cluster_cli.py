@@ -1,5 +1,5 @@
 """`python -m dist_cluster.cluster X.npy --labels y.npy --method kmeans --k 10` end to end, as a user runs it,
-on synthetic blobs (60,000 × 64 and 200,000 × 128; quick: 3,000 × 16) with a fresh cache, so the wall time
+on synthetic blobs (60,000 × 64 and 200,000 × 128; quick: 1,000 × 16) with a fresh cache, so the wall time
 includes start-up, sharding, reading and the k-means fit, then the report (clusters.csv, baselines,
 silhouettes, table files; its own total from summary.json's `report`).
 
@@ -54,7 +54,7 @@ def baseline_rows(summary: dict) -> dict:
 
 
 def run(opts: Options) -> list[Row]:
-    sizes = [(3000, 16)] if opts.quick else [(60_000, 64), (200_000, 128)]
+    sizes = [(1000, 16)] if opts.quick else [(60_000, 64), (200_000, 128)]
     rows = []
     for n, d in sizes:
         folder = tempfile.mkdtemp(prefix="bench_cluster_cli_")

@@ -131,7 +131,7 @@ def run(opts: Options) -> list[Row]:
     for n, d, k in grid:
         z, pi = inputs(n, d, k)
         med, last = paired({"ours": lambda: _step(ours, z, pi), "loop": lambda: _step(reference_loop, z, pi)},
-                           opts.repeats)
+                           opts.repeats, pause=opts.pause)
         exact = abs(last["ours"] - last["loop"]) <= 1e-4 * max(1.0, abs(last["loop"]))
         what = f"coding-rate loss fwd+bwd, n={n} d={d} k={k}"
         rows.append(Row("coding_rate", what, f"1×{opts.threads}", med["ours"], "per-cluster logdet loop",

@@ -108,7 +108,7 @@ def run(opts: Options) -> list[Row]:
                      persistent_workers=workers > 0)
     epochs = iter(range(10 ** 6))
     med, _ = paired({"ours": lambda: epoch_time(ours.epoch(next(epochs)), n_batches),
-                     "ref": lambda: epoch_time(iter(ref), n_batches)}, opts.repeats)
+                     "ref": lambda: epoch_time(iter(ref), n_batches)}, opts.repeats, pause=opts.pause)
     how = f"through a pipe at {opts.rate} bytes/s" if opts.remote else "local disk"
     imgs = (n_batches - 1) * bs
     exact = resume_is_exact(ours, 0, max(1, n_batches // 2)) if opts.quick and not opts.remote else None

@@ -60,7 +60,9 @@ def hand_loop(overrides: list[str], steps: int, run_dir: str) -> tuple[float, fl
 def run(opts: Options) -> list[Row]:
     torch.set_num_threads(opts.threads)
     steps = 12 if opts.quick else 60
-    common = ["engine.eval_every=0", "ckpt.every_steps=0", "method.warmup_epochs=100", "method.finetune_epochs=0"]
+    # no evaluation or end-of-run report: only the steps are timed
+    common = ["engine.eval_every=0", "ckpt.every_steps=0", "method.warmup_epochs=100", "method.finetune_epochs=0",
+              "engine.final_eval=false", "method.baselines=[]"]
     with tempfile.TemporaryDirectory() as tmp:
         engine_s, loop_s = [], []
         loss = float("nan")

@@ -126,7 +126,7 @@ def speed_rows(opts: Options) -> list[Row]:
                 b = s["batch"] if not train else (s["train_batch"] or (128 if name == "fec_large" and
                                                                        dev.type == "cuda" else s["batch"]))
                 med, _ = paired({n: timed_loop(n, b, px, dev, DTYPES[dt], train, s["iters"], s["warmup"])
-                                 for n in (name, PEER)}, opts.repeats, pause=0.0 if dev.type == "cuda" else 0.5)
+                                 for n in (name, PEER)}, opts.repeats, pause=0.0 if dev.type == "cuda" else opts.pause)
                 what = f"{name} {'train fwd+bwd' if train else 'inference'} {px}px batch {b} {dt} ({dev.type})"
                 paper_like = dev.type == "cuda" and px == 224 and not train
                 rows.append(Row("fec", what, where, med[name], f"timm {PEER}", med[PEER],

@@ -85,7 +85,7 @@ def run(opts: Options) -> list[Row]:
             return Measured((time.perf_counter() - t) / n_iter)
 
         med, last = paired({"ours": lambda: _ours(x, init, max_iter), "sklearn": sk, "faiss": fa,
-                            "device": lambda: _ours(x, init, max_iter, "device")}, opts.repeats)
+                            "device": lambda: _ours(x, init, max_iter, "device")}, opts.repeats, pause=opts.pause)
         (inertia, iters, labels), (sk_inertia, sk_iters, sk_labels) = last["ours"], last["sklearn"]
         rel = abs(inertia / sk_inertia - 1)
         exact = rel <= (1e-9 if x.dtype == np.float64 else 1e-4)

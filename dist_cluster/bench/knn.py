@@ -72,7 +72,8 @@ def run(opts: Options) -> list[Row]:
     def ours_device():
         return knn(torch.from_numpy(x), k, metric="cosine", n_queries=q, path="device").index.numpy()
 
-    med, last = paired({"ours": ours, "fp32": ours_fp32, "device": ours_device, "faiss": fa}, opts.repeats)
+    med, last = paired({"ours": ours, "fp32": ours_fp32, "device": ours_device, "faiss": fa}, opts.repeats,
+                       pause=opts.pause)
     if opts.quick:         # float64 brute force: argsort by (−score, id), self first
         x64 = x.astype(np.float64)
         s = x64[:q] @ x64.T

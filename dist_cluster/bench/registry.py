@@ -17,6 +17,11 @@ class Options:
     extra: dict = field(default_factory=dict)
     device: str = "cpu"            # "cuda": the GPU cases (knn, kmeans) on one GPU
 
+    @property
+    def pause(self) -> float:
+        """Seconds between timed calls (timer.paired): none when only exactness counts."""
+        return 0.0 if self.quick else 0.5
+
 
 @dataclass
 class Row:
