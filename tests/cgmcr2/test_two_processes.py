@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+from inprocess import run_recipe_in_process
 
 from dist_cluster.distributed.spawn import free_port
 
@@ -18,18 +19,21 @@ ENV = dict(os.environ, DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1")
 
 
 def run(nproc: int, run_dir, *overrides):
-    launcher = [sys.executable] if nproc == 1 else [
-        os.path.join(os.path.dirname(sys.executable), "torchrun"), "--nproc_per_node", str(nproc),
-        "--master_port", str(free_port())]
-    res = subprocess.run(launcher + [RECIPE, f"run_dir={run_dir}", "engine.progress=false", *overrides],
-                         env=ENV, capture_output=True, text=True, timeout=900, cwd=ROOT)
+    args = [f"run_dir={run_dir}", "engine.progress=false", *overrides]
+    if nproc == 1:        # in this process: the interpreter's start-up is much of a 1-process run's time
+        res = run_recipe_in_process(RECIPE, args, cwd=ROOT)
+    else:
+        res = subprocess.run([os.path.join(os.path.dirname(sys.executable), "torchrun"), "--nproc_per_node",
+                              str(nproc), "--master_port", str(free_port()), RECIPE, *args],
+                             env=ENV, capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     return res.stdout
 
 
 @pytest.mark.slow
 def test_two_processes_reach_the_one_process_metrics(tmp_path):
-    short = ["method.warmup_epochs=10", "method.finetune_epochs=30"]
+    # seeds 0-2 measured: ACC 1 vs 2 processes differs by 0.04-0.09 after 10 fine-tune epochs, as after 30
+    short = ["method.warmup_epochs=10", "method.finetune_epochs=10"]
     out = run(2, tmp_path / "p2", "data.batch_size=256", *short)     # global batch 512 = the 1-process batch
     run(1, tmp_path / "p1", "data.batch_size=512", *short)
     assert "KMeans (scikit-learn)" in out                     # the end-of-run table is printed by rank 0
