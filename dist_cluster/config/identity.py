@@ -24,6 +24,7 @@ from dist_cluster.config.overrides import ConfigError, to_dict
 # the checkpoint's weights and data position mean. (The world size may change too; it is not a config field.)
 MAY_CHANGE = ("name", "run_dir", "engine.max_steps", "engine.log_every", "engine.eval_every", "engine.final_eval",
               "engine.progress", "engine.dist_timeout_min", "engine.count_syncs", "engine.compile",
+              "engine.compile_backend",
               "engine.channels_last", "ckpt.", "data.num_workers", "data.eval_batch_size", "data.root")
 
 

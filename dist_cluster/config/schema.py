@@ -41,6 +41,8 @@ class EngineConfig:
     deepspeed: dict = field(default_factory=dict)  # extra DeepSpeed config merged last
     skip_nonfinite: int = 0        # skip up to N optimizer steps with a non-finite loss or gradient, then stop
     compile: bool = False          # torch.compile the method's model (GPU runs; a recipe may set it)
+    # torch.compile's backend; "aot_eager" traces forward and backward without generating kernels (quick checks)
+    compile_backend: str = "inductor"
     channels_last: bool = True     # on CUDA, NHWC image batches for convolutional methods (parameters unchanged)
     dist_timeout_min: float = 30.0  # a collective waiting longer than this fails the run instead of hanging
     # count host syncs of non-log steps (engine/syncs.py; a diagnostic that slows steps); logs the most seen in

@@ -57,7 +57,7 @@ class Trainer:
         self.engine, _, _, _ = deepspeed.initialize(args=args, model=self.method, optimizer=self.optimizer,
                                                     config=ds_cfg)
         if self.cfg.engine.compile:
-            self.engine.compile()
+            self.engine.compile(backend=self.cfg.engine.compile_backend)
         self.ctx.engine = self.engine
         self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.cfg.engine.precision, torch.float32)
         if self.ctx.env.world_size == 1 and self.cfg.engine.zero_stage == 0 and self.dtype == torch.float32:
