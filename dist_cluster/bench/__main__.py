@@ -52,7 +52,7 @@ def main(argv=None) -> int:
         report.append_jsonl(got, opts.out, opts.quick)
         print(f"[{name}: {time.time() - t:.0f} s]", flush=True)
         failed += [r for r in got if r.exact is False]
-    where = f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
+    where = f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}, {report.cpu_summary()}"
     if opts.device == "cuda":
         import torch
         where = f"{torch.cuda.get_device_name()}, torch {torch.__version__}"

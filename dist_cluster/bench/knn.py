@@ -50,7 +50,7 @@ def run(opts: Options) -> list[Row]:
 
     from dist_cluster.distributed.spawn import run_world
     from dist_cluster.neighbors import knn
-    from dist_cluster.neighbors.rescore import auto_dtype
+    from dist_cluster.neighbors.rescore import AUTO_MIN_DIM, auto_dtype, fast_low_precision
     torch.set_num_threads(opts.threads)
     faiss.omp_set_num_threads(opts.threads)
     n, d, q, k = (3000, 64, 600, 10) if opts.quick else (100_000, 768, 10_000, 10)
@@ -86,7 +86,9 @@ def run(opts: Options) -> list[Row]:
                                      for got in (last["ours"][0], last["fp32"], last["device"]))
     again = last["ours"][1]
     low = auto_dtype(torch.from_numpy(x[:1])) is not None
-    how = "bf16 candidates re-scored in fp32" if low else "float32"
+    why = ("no AMX: bfloat16 GEMMs not in hardware" if not fast_low_precision(torch.device("cpu"))
+           else f"rows narrower than {AUTO_MIN_DIM}")
+    how = "bf16 candidates re-scored in fp32" if low else f"float32, {why}"
     note = f"; {q - again} certified, {again} searched again" if low else ""
     rows = [Row("knn", f"{what}, default ({how})", f"1×{opts.threads}", med["ours"], "faiss IndexFlatIP",
                 med["faiss"], "" if opts.quick else "≤1.0", good == q, f"{good}/{q} lists exact{note}"),

@@ -39,3 +39,24 @@ def append_jsonl(rows: list[Row], out_dir: str, quick: bool) -> None:
         rec = {**dataclasses.asdict(r), "ratio": r.ratio, "met": r.met, "quick": quick, "time": stamp, **host}
         with open(os.path.join(out_dir, f"{r.case}.jsonl"), "a") as f:
             f.write(json.dumps(rec) + "\n")
+
+
+def cpu_summary() -> str:
+    """The CPU's model and the flags that decide the kNN and k-means paths (bfloat16 GEMMs need AMX)."""
+    import torch
+    model, flags = platform.processor() or "CPU", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    model = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+                    break
+    except OSError:
+        pass
+    have = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
+    return (f"{model} (torch kernels {torch.backends.cpu.get_cpu_capability()}; flags: "
+            f"{' '.join(have) or 'none of avx2, avx512f, avx512_bf16, amx_bf16'})")
+

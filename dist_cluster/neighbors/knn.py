@@ -7,10 +7,11 @@ merged exactly. Ties are broken by the smaller global index, and each point is f
 neighbour, so the lists do not depend on the number of ranks or the chunk size.
 
 Memory per rank: its own shard (normalised once for cosine: a copy, or in place with `inplace=True`), the
-global ids (N int64), two reused database buffers of `chunk` + 16 rows, one reused score tile of
-`chunk` × (`chunk` + 16), and for the current round of queries their running top-k (rows × k × (4 + 8)
-bytes, up to 9 times that for k ≤ 64 while block lists wait to be merged). Query tiles are views of the
-shard (a partial last tile is copied, padded to a multiple of 64 rows). The device path's score tile is
+global ids (N int64), two reused database buffers of `chunk` + 16 rows (default about 4096), one reused
+score tile of query rows × (`chunk` + 16) per CPU worker (default 512 query rows), and for the current round
+of queries their running top-k (rows × k × (4 + 8) bytes, up to 9 times that for k ≤ 64 while block lists
+wait to be merged). Query tiles are views of the shard (a partial last tile is copied, padded to a multiple
+of 64 rows). The device path's score tile is
 q_rows × (tile + 16) (on CUDA within a quarter of the free memory, e.g. 16k × 64k) and its state per query
 (k + 1) keys and scores.
 Rounds keep the top-k state under `max_state_bytes`; each extra round streams the database once more. No N×N
@@ -91,6 +92,17 @@ def _shard_layout(n_local: int, index: torch.Tensor | None, device) -> tuple[lis
     return sizes, gid
 
 
+CPU_TILE = (4096, 4096)      # query rows × database rows of a CPU score tile
+
+
+def cpu_tiles(n_total: int) -> tuple[int, int]:
+    """(query rows, database rows) per tile on CPU, from the data set's size only (so the same for any
+    sharding): blocks of nearly equal length (a short last block is scored at full width), queries in tiles
+    of CPU_TILE[0] rows."""
+    n = max(n_total, 1)
+    return min(CPU_TILE[0], round_up(n, 64)), round_up(-(-n // -(-n // CPU_TILE[1])), 64)
+
+
 def _search(x, path, sizes, gid, identity, metric, self_first, chunk, nq, keep, dtype):
     """The CPU or the device search, with its tiles, and the bytes of top-k state per query row."""
     n_total = sum(sizes)
@@ -105,6 +117,8 @@ def _search(x, path, sizes, gid, identity, metric, self_first, chunk, nq, keep, 
     elem = torch.empty(0, dtype=dtype).element_size()
     if path == "device" and chunk is None and x.device.type == "cuda":
         q_rows, tile = cuda_tiles(x, sizes, nq, elem)
+    elif chunk is None and path == "cpu":
+        q_rows, tile = cpu_tiles(n_total)
     else:
         tile = q_rows = min(round_up(max(chunk or 4096, 1), 64), round_up(n_total, 64))
     if path == "device":
@@ -121,7 +135,7 @@ def iter_knn(x: torch.Tensor, k: int, metric: str = "l2", index: torch.Tensor | 
 
     Collective: every rank must drain the iterator. x: (n_local, d) this rank's rows; index: their global
     ids (default: rank-ordered contiguous ranges); chunk: query rows and database rows per tile (default
-    4096, or sized from free memory by the device path on CUDA); n_queries: query only the first n local rows
+    `cpu_tiles` on CPU, sized from free memory by the device path on CUDA); n_queries: query only the first n local rows
     (all by default); inplace: normalise x itself for cosine; gemm_dtype/rescore: low-precision candidates;
     path: "cpu", "device" or "auto" (device on CUDA) (see module doc).
     """

@@ -88,29 +88,73 @@ def merge_topk(s1: torch.Tensor, i1: torch.Tensor, s2: torch.Tensor, i2: torch.T
     return topk_lex(torch.cat([s1, s2], dim=1), torch.cat([i1, i2], dim=1), k)
 
 
+def _merge_sparse(s: torch.Tensor, i: torch.Tensor, rows: torch.Tensor, cs: torch.Tensor, ci: torch.Tensor,
+                  k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The best k of each row of the (n, k) lists (s, i) and of candidates (row, score, id) = (rows, cs, ci),
+    by one sort of the candidates' rows' entries: row ascending, then score descending, then id ascending."""
+    touched = torch.unique(rows)
+    n_t = len(touched)
+    slot = torch.empty(s.shape[0], dtype=torch.long, device=s.device)
+    slot[touched] = torch.arange(n_t, device=s.device)
+    r = torch.cat([torch.arange(n_t, device=s.device).repeat_interleave(k), slot[rows]])
+    v = torch.cat([s[touched].reshape(-1), cs])
+    d = torch.cat([i[touched].reshape(-1), ci])
+    o = torch.argsort(d, stable=True)
+    o = o[torch.argsort(v[o], descending=True, stable=True)]
+    o = o[torch.argsort(r[o], stable=True)]
+    first = torch.searchsorted(r[o], torch.arange(n_t, device=s.device))     # each row's entries start here
+    take = o[(first[:, None] + torch.arange(k, device=s.device)).reshape(-1)]
+    s, i = s.clone(), i.clone()
+    s[touched], i[touched] = v[take].view(n_t, k), d[take].view(n_t, k)
+    return s, i
+
+
 class RunningTopK:
     """Best k (score, id) pairs per row over blocks of columns; `result()` sorts them once at the end.
 
-    Each block's own top-k is kept aside and merged with the running lists once `pending` blocks have
-    accumulated (one selection over their columns instead of one per block). ties=False: which of the rows
-    tied at the cut are kept is left to `torch.topk` (for candidate lists that are re-scored)."""
+    Until every row holds k finite scores, each block's own top-k is kept aside and merged with the running
+    lists once `pending` blocks have accumulated (one selection over their columns instead of one per block).
+    From then on the k-th score of each row is a floor that only rises: a block's column can enter only if it
+    scores at least the floor, so only the groups (`_select_grouped`'s) whose maximum reaches it are read,
+    and their few columns are merged with the lists at once. ties=False: which of the rows tied at the cut
+    are kept may be left to `torch.topk` (for candidate lists that are re-scored)."""
 
     def __init__(self, k: int, pending: int = 8, ties: bool = True):
         self.k, self.pending, self.ties = k, max(1, pending), ties
         self.scores: list[torch.Tensor] = []
         self.ids: list[torch.Tensor] = []
+        self.floor: torch.Tensor | None = None
 
     def add(self, scores: torch.Tensor, ids: torch.Tensor) -> None:
+        n, m = scores.shape
+        if self.floor is not None and ids.dim() == 1 and m % GROUP == 0:
+            w = m // GROUP
+            hit_r, hit_g = (scores.view(n, GROUP, w).amax(1) >= self.floor[:, None]).nonzero(as_tuple=True)
+            if len(hit_r):
+                cols = hit_g[:, None] + torch.arange(0, m, w, device=scores.device)
+                cs = scores[hit_r[:, None], cols]
+                good = cs >= self.floor[hit_r, None]
+                rows = hit_r[:, None].expand_as(cols)[good]
+                s, i = _merge_sparse(self.scores[0], self.ids[0], rows, cs[good], ids[cols][good], self.k)
+                self._set(s, i)
+            return
         s, i = _select(scores, ids, self.k, self.ties)
         self.scores.append(s)
         self.ids.append(i)
-        if len(self.scores) > self.pending:
+        if len(self.scores) > self.pending or len(self.scores) == 1:      # the first block sets the floor
             self._merge()
+
+    def _set(self, s: torch.Tensor, i: torch.Tensor) -> None:
+        self.scores, self.ids = [s], [i]
+        if s.shape[1] == self.k:
+            kth = s.amin(1)
+            self.floor = kth if bool(torch.isfinite(kth).all()) else None
 
     def _merge(self) -> None:
         if len(self.scores) > 1:
-            s, i = _select(torch.cat(self.scores, dim=1), torch.cat(self.ids, dim=1), self.k, self.ties)
-            self.scores, self.ids = [s], [i]
+            self._set(*_select(torch.cat(self.scores, dim=1), torch.cat(self.ids, dim=1), self.k, self.ties))
+        elif self.scores and self.floor is None:
+            self._set(self.scores[0], self.ids[0])
 
     def result(self) -> tuple[torch.Tensor, torch.Tensor]:
         self._merge()

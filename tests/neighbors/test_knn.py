@@ -232,6 +232,33 @@ def test_exact_selection_over_column_groups_equals_a_full_sort(kind):
         assert torch.equal(v, rv[:, :k]) and torch.equal(i, ri[:, :k])
 
 
+@pytest.mark.parametrize("kind", ["random", "ties", "marks"])
+@pytest.mark.parametrize("ties", [True, False])
+def test_running_lists_over_many_blocks_equal_a_full_sort(kind, ties):
+    """Blocks after the first are read only where a group reaches the rows' k-th score (the floor): the
+    lists stay those of one sort of all columns, ties at the cut by id."""
+    from dist_cluster.neighbors.topk import GROUP, RunningTopK, lexsort_rows
+    g = torch.Generator().manual_seed(5)
+    m, blocks = GROUP * 48, 7
+    if kind == "ties":
+        s = torch.randint(0, 9, (150, m * blocks), generator=g).float()
+    else:
+        s = torch.randn(150, m * blocks, generator=g)
+    if kind == "marks":         # the last block half padding, some rows' own column +inf in block 3
+        s[:, -m // 2:] = float("-inf")
+        s[torch.arange(0, 150, 2), 3 * m + torch.arange(0, 150, 2)] = float("inf")
+    ids = torch.randperm(m * blocks, generator=g)
+    for k in (1, 10, 30):
+        run = RunningTopK(k, pending=2, ties=ties)
+        for b in range(blocks):
+            run.add(s[:, b * m:(b + 1) * m], ids[b * m:(b + 1) * m])
+        v, i = run.result()
+        rv, ri = lexsort_rows(s, ids.expand_as(s))
+        assert torch.equal(v, rv[:, :k])
+        if ties:
+            assert torch.equal(i, ri[:, :k])
+
+
 def test_large_tiles_with_exact_duplicates_equal_brute_force():
     x = duplicates(1500, "l2")           # one tile of 1500 + guard columns: the grouped selection
     idx, dist = brute_force(x, 10, "l2")
