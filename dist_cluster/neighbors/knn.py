@@ -8,12 +8,11 @@ neighbour, so the lists do not depend on the number of ranks or the chunk size.
 
 Memory per rank: its own shard (normalised once for cosine: a copy, or in place with `inplace=True`), the
 global ids (N int64), two reused database buffers of `chunk` + 16 rows (default about 4096), one reused
-score tile of query rows × (`chunk` + 16) per CPU worker (default 512 query rows), and for the current round
-of queries their running top-k (rows × k × (4 + 8) bytes, up to 9 times that for k ≤ 64 while block lists
-wait to be merged). Query tiles are views of the shard (a partial last tile is copied, padded to a multiple
-of 64 rows). The device path's score tile is
-q_rows × (tile + 16) (on CUDA within a quarter of the free memory, e.g. 16k × 64k) and its state per query
-(k + 1) keys and scores.
+score tile of `chunk` × (`chunk` + 16), and for the current round of queries their running top-k
+(rows × k × (4 + 8) bytes, up to 9 times that for k ≤ 64 while block lists wait to be merged). Query tiles
+are views of the shard (a partial last tile is copied, padded to a multiple of 64 rows). The device path's
+score tile is q_rows × (tile + 16) (on CUDA within a quarter of the free memory, e.g. 16k × 64k) and its
+state per query (k + 1) keys and scores.
 Rounds keep the top-k state under `max_state_bytes`; each extra round streams the database once more. No N×N
 matrix is ever formed. Each database block adds its own top-k to the running lists (selected through the
 maxima of column groups, `topk.RunningTopK`; the lists are sorted once at the end).
