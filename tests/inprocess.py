@@ -28,7 +28,7 @@ def run_in_process(entry: Callable[[list[str]], object], argv: list[str], env: d
     threads, dtype = torch.get_num_threads(), torch.get_default_dtype()
     for name in LAUNCHER_VARS:
         os.environ.pop(name, None)
-    os.environ.update(DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1", **(env or {}))
+    os.environ.update({"DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", **(env or {})})
     torch.set_default_dtype(torch.float32)
     out, err, code = io.StringIO(), io.StringIO(), 0
     try:
