@@ -5,7 +5,7 @@ import os
 
 import torch
 
-from dist_cluster.checkpoint.manager import latest, read_meta
+from dist_cluster.checkpoint.layout import latest, read_meta
 
 
 def checkpoint_dir(path: str) -> str:
