@@ -1,4 +1,5 @@
-"""The training loop: resume, stages, epochs, gradient accumulation, the non-finite guard, logging, saving.
+"""The training loop: stages, epochs, gradient accumulation, the non-finite guard, logging, and when to save
+(how to resume and save: resume_save.py).
 
 It knows methods only through dist_cluster.methods.base (Method, Stage, Loader, total_loss, the hooks).
 """
@@ -8,19 +9,18 @@ import contextlib
 import json
 import os
 import time
-from dataclasses import dataclass
 from itertools import islice
 from types import SimpleNamespace
 
 import torch
 
 from dist_cluster import checkpoint as ckpt
-from dist_cluster.checkpoint import rng
 from dist_cluster.data import skips
-from dist_cluster.distributed import all_reduce_sum, barrier, main_only
+from dist_cluster.distributed import all_reduce_sum, main_only
 from dist_cluster.engine.device_data import channels_last_batches, device_batches
-from dist_cluster.engine.guard import FiniteGuard, NonFiniteLossError, params_finite
+from dist_cluster.engine.guard import FiniteGuard, NonFiniteLossError
 from dist_cluster.engine.preemption import StopSignals
+from dist_cluster.engine.resume_save import Position, ResumeAndSave
 from dist_cluster.engine.setup import build_optimizer, deepspeed_config, stage_scheduler
 from dist_cluster.engine.syncs import HostSyncCounter
 from dist_cluster.methods.base import total_loss
@@ -28,16 +28,7 @@ from dist_cluster.methods.base import total_loss
 __all__ = ["Trainer", "NonFiniteLossError"]
 
 
-@dataclass
-class Position:
-    """Where training (re)starts: stage, global epoch, batch inside the epoch."""
-    stage_index: int = 0
-    epoch: int = 0
-    start_batch: int = 0
-    resumed_from: str | None = None
-
-
-class Trainer:
+class Trainer(ResumeAndSave):
     def __init__(self, cfg, method, ctx):
         self.cfg, self.method, self.ctx = cfg, method, ctx
         self.ckpt_dir = os.path.join(ctx.run_dir, "checkpoints")
@@ -45,7 +36,7 @@ class Trainer:
         self.first_epoch = [sum(s.epochs for s in self.stages[:i]) for i in range(len(self.stages))]
         self.bar, self.skipped_steps, self.data_skipped = None, 0, 0
 
-    # ---- engine, checkpoints -------------------------------------------------------------------------------
+    # ---- engine -------------------------------------------------------------------------------
     def _init_engine(self, load_universal: bool):
         import deepspeed
         cuda = self.ctx.device.type == "cuda"
@@ -63,69 +54,6 @@ class Trainer:
         if self.ctx.env.world_size == 1 and self.cfg.engine.zero_stage == 0 and self.dtype == torch.float32:
             self.engine.enable_backward_allreduce = False   # one rank: the all-reduce is an identity that copies
         self.guard = FiniteGuard(self.method.parameters(), self.engine.device)
-
-    def _resume_point(self):
-        """Newest complete checkpoint, and whether it was written at another world size.
-
-        ZeRO stage 0 checkpoints hold whole tensors and load at any world size; sharded ZeRO 1-3 checkpoints are
-        converted to DeepSpeed's universal format first.
-        """
-        tag = ckpt.resume_tag(self.ckpt_dir) if self.cfg.ckpt.resume else None   # verified; collective
-        if tag is None:
-            return None, False, False
-        meta = ckpt.read_meta(self.ckpt_dir, tag)
-        if meta["world_size"] == self.ctx.env.world_size:
-            return tag, False, False
-        if meta.get("zero_stage", 0) == 0:
-            return tag, True, False
-        if self.ctx.env.is_main:
-            ckpt.to_universal(self.ckpt_dir, tag)
-        barrier()
-        return tag, True, True
-
-    def _save(self, stage_index: int, epoch: int, batch_in_epoch: int) -> None:
-        if not params_finite(self.method):   # never write damage over the newest good checkpoint
-            self._stop(f"non-finite parameters after step {self.ctx.global_step}; not saved", {})
-        state = {"global_step": self.ctx.global_step, "micro_step": self.micro, "world_size": self.ctx.env.world_size,
-                 "zero_stage": self.cfg.engine.zero_stage, "stage_index": stage_index, "epoch": epoch,
-                 "batch_in_epoch": batch_in_epoch, "samples_in_epoch": batch_in_epoch * self.bs_global,
-                 "params_finite": True, "skipped_steps": self.skipped_steps}
-        ckpt.save(self.engine, self.ckpt_dir, self.ctx.global_step, state, self.ctx.env.rank,
-                  self.ctx.env.world_size, self.cfg.ckpt.keep_last)
-
-    def _load(self, tag: str, world_changed: bool, universal: bool) -> dict:
-        load_tag = f"{tag}_universal" if universal else tag
-        path, client = self.engine.load_checkpoint(self.ckpt_dir, tag=load_tag)
-        if path is None:
-            raise RuntimeError(f"DeepSpeed could not load checkpoint {self.ckpt_dir}/{load_tag}")
-        own = ckpt.load_rank_state(self.ckpt_dir, tag, self.ctx.env.rank)
-        if own is not None and not world_changed:
-            rng.restore(own["rng"])
-        elif world_changed:   # another world size: same global sample offset, fresh per-rank RNG
-            torch.manual_seed(self.cfg.seed * 1000 + self.ctx.env.rank + client["global_step"])
-            client["batch_in_epoch"] = client["samples_in_epoch"] // self.bs_global
-        return client
-
-    def _resume(self, n_batches: int) -> Position:
-        tag, world_changed, universal = self._resume_point()
-        self._init_engine(universal)
-        self.micro, pos = 0, Position()
-        if tag is not None:
-            client = self._load(tag, world_changed, universal)
-            self.ctx.global_step, self.micro = client["global_step"], client["micro_step"]
-            self.skipped_steps = client.get("skipped_steps", 0)
-            pos = Position(client["stage_index"], client["epoch"], client["batch_in_epoch"], tag)
-            if pos.start_batch >= n_batches:
-                pos.epoch, pos.start_batch = pos.epoch + 1, 0
-            if self.ctx.env.is_main:
-                written = ckpt.read_meta(self.ckpt_dir, tag)["world_size"]
-                print(f"resumed from {self.ckpt_dir}/{tag} at step {self.ctx.global_step} (epoch {pos.epoch}, batch "
-                      f"{pos.start_batch})" + (f" (written at world size {written})" if world_changed else ""),
-                      flush=True)
-        while (pos.stage_index < len(self.stages) - 1
-               and pos.epoch >= self.first_epoch[pos.stage_index] + self.stages[pos.stage_index].epochs):
-            pos.stage_index += 1
-        return pos
 
     # ---- the guard -----------------------------------------------------------------------------------------
     def _stop(self, what: str, out: dict) -> None:
