@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
+from dist_cluster import cpu_gemm
 from dist_cluster.precision import exact_float32
 
 TILE_ELEMENTS = 1 << 21        # rows × k of one score tile (8 MiB in float32) on CPU
@@ -132,7 +133,9 @@ class LloydPass:
         """
         c = c.to(self.x.dtype).contiguous()
         c_sq = (c * c).sum(1)
-        ct = torch.cat([c * -2, c_sq[:, None]], 1).T if self.augment else c.T
+        # scores ‖c‖² − 2·x·c as x·wᵀ (+ bias): doubling and negation are exact, so either form rounds alike
+        cw = torch.cat([c * -2, c_sq[:, None]], 1) if self.augment else c * -2
+        onednn = self.cpu and cpu_gemm.takes_onednn(self.x, cw)
         k, d = c.shape
         dev, w_all = self.x.device, range(self.workers)
         direct = self.x.dtype == torch.float64 or self.chunk < k
@@ -146,13 +149,17 @@ class LloydPass:
         # numpy on CPU: a threaded torch op here would leave OpenMP threads spinning beside the workers
         before = self.labels.numpy().copy() if self.cpu else self.labels.clone()
         # reused score tiles: a fresh one per chunk is a large allocation whose pages are faulted in every time
-        tiles = [self.x.new_empty((self.chunk, k)) for _ in w_all]
+        # (oneDNN returns its own, which the allocator reuses)
+        tiles = [None if onednn else self.x.new_empty((self.chunk, k)) for _ in w_all]
         ones = None if self.cpu else torch.ones(self.chunk, dtype=torch.long, device=dev)
 
         def chunk(a, b, w):
-            out, i = tiles[w][:b - a], self.labels[a:b]
-            s = (torch.mm(self.xa[a:b], ct, out=out) if self.augment
-                 else torch.addmm(c_sq, self.x[a:b], ct, alpha=-2, out=out))
+            out, i = (None if onednn else tiles[w][:b - a]), self.labels[a:b]
+            if onednn:
+                s = cpu_gemm.linear(self.xa[a:b] if self.augment else self.x[a:b], cw, None if self.augment else c_sq)
+            else:
+                s = (torch.mm(self.xa[a:b], cw.T, out=out) if self.augment
+                     else torch.addmm(c_sq, self.x[a:b], c.T, alpha=-2, out=out))
             _assign(s, i, self.min_part[a:b], self.cpu)
             if ones is not None:
                 counts[w].index_add_(0, i, ones[:b - a])

@@ -10,6 +10,7 @@ from typing import Iterator
 
 import torch
 
+from dist_cluster import cpu_gemm
 from dist_cluster.distributed import broadcast_async, rank, world_size
 from dist_cluster.precision import exact_float32
 
@@ -66,7 +67,11 @@ def query_tiles(x: torch.Tensor, rows, tile: int) -> list[tuple[torch.Tensor, to
 
 @exact_float32()
 def score(q, blk, neg_sq, out, metric):
-    """Scores (rows of q) × (rows of blk) into out: q·b for cosine, 2 q·b − ‖b‖² for l2 (same order per query)."""
+    """Scores (rows of q) × (rows of blk): q·b for cosine, 2 q·b − ‖b‖² for l2 (same order per query); in `out`
+    or a new tile (float32 on CPU goes to oneDNN, `cpu_gemm`). Doubling is exact, so (2b)·q + (−‖b‖²) is
+    2 q·b − ‖b‖² with one rounding of the sum either way."""
+    if cpu_gemm.takes_onednn(q, blk):
+        return cpu_gemm.linear(q, blk * 2 if metric == "l2" else blk, neg_sq if metric == "l2" else None)
     if metric == "l2":
         return torch.addmm(neg_sq, q, blk.T, alpha=2, out=out)
     return torch.mm(q, blk.T, out=out)

@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from dist_cluster import cpu_gemm
 from dist_cluster.clustering import kmeans
 from dist_cluster.neighbors.knn import knn
 from dist_cluster.precision import exact_float32
@@ -25,16 +26,17 @@ def _flags():
 
 @pytest.fixture
 def seen(monkeypatch):
-    """The TF32 flags at every float32 GEMM (torch.mm / addmm / matmul are looked up at call time)."""
+    """The TF32 flags at every float32 GEMM (torch.mm / addmm / matmul and cpu_gemm.linear, oneDNN's on CPU,
+    are looked up at call time)."""
     out = []
-    for name in ("mm", "addmm", "matmul"):
-        real = getattr(torch, name)
+    for module, name in [(torch, "mm"), (torch, "addmm"), (torch, "matmul"), (cpu_gemm, "linear")]:
+        real = getattr(module, name)
 
         def spy(*a, _real=real, **k):
             if a[0].dtype == torch.float32 if isinstance(a[0], torch.Tensor) else False:
                 out.append(_flags())
             return _real(*a, **k)
-        monkeypatch.setattr(torch, name, spy)
+        monkeypatch.setattr(module, name, spy)
     return out
 
 
