@@ -32,7 +32,7 @@ def test_labelled_array_gives_clusters_csv_and_an_honest_table(labelled):
     assert {r["input"] for k, r in table["rows"].items() if k.startswith(("kmeans", "spectral"))} == \
         {"as given", "L2-normalised"}
     assert 0 <= table["rows"]["cgmcr2"]["acc"] <= 1 and "beaten_by" in table["rows"]["cgmcr2"]
-    assert "CgMCR² on 'digits': N=1797, k=10, world size 1, training data" in out and "[report] CgMCR²-SC" in out
+    assert "CgMCR² on 'digits': N=1797, k=10, world size 1, training data" in out and "[CgMCR² report] CgMCR²-SC" in out
     assert table["rows"]["kmeans"]["name"] == "KMeans (scikit-learn)" and "pre-features" not in out
     assert (run / "figures" / "results_table.png").exists() and (run / "figures" / "confusion.png").exists()
     assert summary["label_free"]["final_loss"] is not None and len(summary["label_free"]["cluster_sizes"]) == 10

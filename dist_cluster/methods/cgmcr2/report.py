@@ -97,7 +97,7 @@ def _clustered(data_cfg) -> str:
 def final_report(method, ctx) -> list[str]:
     m, ev = method.m, method.last_eval
     n, d = ev["x"].shape
-    clock = ReportClock()
+    clock = ReportClock("CgMCR² report")      # told apart from the cluster CLI's own [report] lines
     sc_ops = n * n * ev["z"].shape[1] + kmeans_cost(n, m.k, m.k, n_init=20)      # CgMCR²-SC's graph and k-means
     announce(clock, n, d, m.k, m.baselines, extra_ops=sc_ops, hint=HINT, device=ctx.device)
     fit_time = time.time() - method.fit_started if getattr(method, "fit_started", None) else None
