@@ -20,7 +20,7 @@ import torch
 from dist_cluster.distributed import all_reduce_max, rank
 from dist_cluster.neighbors import keys as keys_
 from dist_cluster.neighbors.search import Search
-from dist_cluster.neighbors.tiles import GUARD, PAD_ID, query_tiles, round_up, score
+from dist_cluster.neighbors.tiles import GUARD, PAD_ID, even_length, query_tiles, score
 from dist_cluster.neighbors.topk import lexsort_rows
 
 SPARE = 8                     # groups chosen beyond keep: a cut tied with an unchosen group's maximum is rare
@@ -42,10 +42,7 @@ def cuda_tiles(x: torch.Tensor, sizes: list[int], nq: int, elem: int) -> tuple[i
         rows //= 2
     while rows * cols * elem > budget and cols > 4096:
         cols //= 2
-    longest = max(max(sizes), 1)
-    tile = round_up(-(-longest // -(-longest // (cols - GUARD))), 64)
-    q = round_up(-(-max(nq, 1) // -(-max(nq, 1) // rows)), 64)
-    return q, tile
+    return even_length(nq, rows), even_length(max(sizes), cols - GUARD)
 
 
 def _mark_self(s: torch.Tensor, first: int | None, rid: torch.Tensor, b0: int, m: int) -> None:

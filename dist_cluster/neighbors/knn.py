@@ -50,7 +50,7 @@ from dist_cluster.neighbors import keys as keys_
 from dist_cluster.neighbors import rescore as rescore_
 from dist_cluster.neighbors.device_search import DeviceSearch, cuda_tiles
 from dist_cluster.neighbors.search import Search
-from dist_cluster.neighbors.tiles import GUARD, PAD_ID, round_up
+from dist_cluster.neighbors.tiles import GUARD, PAD_ID, even_length, round_up
 
 __all__ = ["GUARD", "PAD_ID", "METRICS", "PATHS", "Neighbors", "prepare", "iter_knn", "knn"]
 METRICS = ("l2", "cosine")
@@ -98,8 +98,7 @@ def cpu_tiles(n_total: int) -> tuple[int, int]:
     """(query rows, database rows) per tile on CPU, from the data set's size only (so the same for any
     sharding): blocks of nearly equal length (a short last block is scored at full width), queries in tiles
     of CPU_TILE[0] rows."""
-    n = max(n_total, 1)
-    return min(CPU_TILE[0], round_up(n, 64)), round_up(-(-n // -(-n // CPU_TILE[1])), 64)
+    return min(CPU_TILE[0], round_up(max(n_total, 1), 64)), even_length(n_total, CPU_TILE[1])
 
 
 def _search(x, path, sizes, gid, identity, metric, self_first, chunk, nq, keep, dtype):

@@ -24,6 +24,13 @@ def round_up(n: int, m: int) -> int:
     return -(-n // m) * m
 
 
+def even_length(n: int, cap: int) -> int:
+    """Length of the blocks that cut n rows into as few nearly equal blocks of at most `cap` rows as possible,
+    rounded up to a multiple of 64 (so a short last block is not scored at full width)."""
+    n = max(n, 1)
+    return round_up(-(-n // -(-n // cap)), 64)
+
+
 def database_blocks(x: torch.Tensor, sizes: list[int], tile: int) -> Iterator[tuple[int, int, int, torch.Tensor]]:
     """(src rank, first local row, rows, zero-padded (tile + GUARD)×d block): every rank's blocks in order."""
     me, multi = rank(), world_size() > 1
