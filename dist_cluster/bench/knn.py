@@ -65,7 +65,7 @@ def gemm_backend(name: str):
             os.environ["DIST_CLUSTER_CPU_GEMM"] = old
 
 
-def gemm_row(d: int, opts: Options) -> Row:
+def gemm_row(d: int, opts: Options) -> tuple[Row, dict]:
     """The score tile's float32 GEMM (4096 × 4096 × d, 1024 rows on the quick inputs) through cpu_gemm against
     torch.mm, with numpy's BLAS in the note: the rates behind the kNN rows."""
     m = 1024 if opts.quick else 4096
@@ -89,7 +89,7 @@ def gemm_row(d: int, opts: Options) -> Row:
     return Row("knn", f"float32 GEMM {m}×{m}×{d} (a score tile), via {cpu_gemm.backend()}", f"1×{opts.threads}",
                med["ours"], "torch.mm", med["torch.mm"], "", exact,
                f"GFLOP/s: ours {rate['ours']:.0f}, torch.mm {rate['torch.mm']:.0f}, numpy {rate['numpy']:.0f}; "
-               "exact = within float32 accumulation's bound")
+               "exact = within float32 accumulation's bound"), rate
 
 
 def run(opts: Options) -> list[Row]:
@@ -141,14 +141,23 @@ def run(opts: Options) -> list[Row]:
            else f"rows narrower than {AUTO_MIN_DIM}")
     how = "bf16 candidates re-scored in fp32" if low else f"float32 via {cpu_gemm.backend()}, {why}"
     note = f"; {q - again} certified, {again} searched again" if low else ""
+    g_row, g_rate = gemm_row(d, opts)
+    flops = 2 * q * n * d / 1e9
+
+    def rates(name):        # the search's useful GFLOP/s, and its share of each GEMM's rate in the GEMM row
+        r = flops / med[name]
+        return (f"; {r:.0f} GFLOP/s = {r / g_rate['ours']:.0%} of the GEMM row's {cpu_gemm.backend()}, "
+                f"{r / g_rate['torch.mm']:.0%} of torch.mm's, {r / g_rate['numpy']:.0%} of numpy's")
+
     rows = [Row("knn", f"{what}, default ({how})", f"1×{opts.threads}", med["ours"], "faiss IndexFlatIP",
                 med["faiss"], "" if opts.quick else "≤1.0", good == q, f"{good}/{q} lists exact{note}"),
             Row("knn", what + f", float32 only (gemm_dtype=None, via {cpu_gemm.backend()})", f"1×{opts.threads}",
                 med["fp32"], "faiss IndexFlatIP", med["faiss"], "" if opts.quick else "≤1.0", good_fp32 == q,
-                f"{good_fp32}/{q} lists exact"),
+                f"{good_fp32}/{q} lists exact{rates('fp32')}; faiss{rates('faiss')[1:]}"),
             Row("knn", what + ", float32 only, torch.mm GEMMs (DIST_CLUSTER_CPU_GEMM=blas)", f"1×{opts.threads}",
-                med["blas"], "faiss IndexFlatIP", med["faiss"], "", good_blas == q, f"{good_blas}/{q} lists exact"),
-            gemm_row(d, opts),
+                med["blas"], "faiss IndexFlatIP", med["faiss"], "", good_blas == q,
+                f"{good_blas}/{q} lists exact{rates('blas')}"),
+            g_row,
             Row("knn", f"{what}, device path on CPU (path='device')", f"1×{opts.threads}", med["device"],
                 "ours, CPU path", med["ours"], "", good_dev == q, f"{good_dev}/{q} lists exact")]
     for world in [w for w in opts.procs if w > 1]:
