@@ -46,7 +46,7 @@ def main(argv=None) -> None:
         torch.set_num_threads(args.threads)
     if env.world_size > 1 and not dist.is_initialized():
         env.export()
-        from dist_cluster.launch import process_group_backend
+        from dist_cluster.distributed.process_group import process_group_backend
         dist.init_process_group(process_group_backend(torch.cuda.is_available()))
     device = f"cuda:{env.local_rank % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu"
     if args.images:

@@ -69,9 +69,9 @@ def _iteration_on_rank(rank, world, n, d_in, hidden, d, steps):
     import statistics
     import tempfile
 
-    from dist_cluster import launch
     from dist_cluster.config import ExperimentConfig
     from dist_cluster.distributed import resolve
+    from dist_cluster.distributed.process_group import init_distributed
     from dist_cluster.engine.context import RunContext
     from dist_cluster.engine.trainer import Trainer
     from dist_cluster.methods.base import total_loss
@@ -80,7 +80,7 @@ def _iteration_on_rank(rank, world, n, d_in, hidden, d, steps):
     cfg = ExperimentConfig(name="bench_cgmcr2_iteration", method=m, seed=0)
     cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay = "adam", 1e-4, 5e-4
     env = resolve()
-    device = launch.init_distributed(env)
+    device = init_distributed(env)
     torch.manual_seed(0)
     method = CgMCR2(cfg)
     ctx = RunContext(cfg=cfg, env=env, run_dir=tempfile.mkdtemp(), device=device)

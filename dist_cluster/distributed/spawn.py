@@ -48,7 +48,7 @@ def _worker(rank, world, port, out_dir, threads, backend, fn, args):
         torch.save(result, os.path.join(out_dir, f"{rank}.pt"))
         del result
         # gloo work still referenced (e.g. from a cycle in an autograd graph) keeps the group alive into
-        # interpreter exit, where its threads abort the process (as in dist_cluster.launch.shutdown)
+        # interpreter exit, where its threads abort the process (as in dist_cluster.distributed.process_group.shutdown)
         gc.collect()
         barrier()
     finally:

@@ -12,9 +12,9 @@ from fec_tiny_data import tiny_overrides, write_image_folder
 def _ds_start(rank, world, what, root):
     import deepspeed
 
-    from dist_cluster import launch
     from dist_cluster.distributed import resolve
-    launch.init_distributed(resolve())
+    from dist_cluster.distributed.process_group import init_distributed
+    init_distributed(resolve())
     if what == "conv":   # the cause, as DeepSpeed sees it: a channels_last 4×4 kernel cannot be viewed as bytes
         model = torch.nn.Conv2d(5, 8, 4, 4).to(memory_format=torch.channels_last)
         try:

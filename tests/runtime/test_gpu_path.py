@@ -9,8 +9,8 @@ import torch
 from dist_util_fns import collectives_on_two_ranks
 from dist_utils import run_world
 
-from dist_cluster import launch
 from dist_cluster.distributed import DistEnv
+from dist_cluster.distributed import process_group as process_group
 from dist_cluster.engine.device_data import device_batches, to_device
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -31,7 +31,7 @@ def test_cuda_run_asks_deepspeed_for_a_group_serving_cpu_and_cuda(monkeypatch):
     monkeypatch.setattr(deepspeed, "init_distributed", init)
     monkeypatch.delenv("DIST_CLUSTER_BACKEND", raising=False)
     with mock.patch.dict(os.environ):
-        device = launch.init_distributed(DistEnv(rank=3, world_size=16, local_rank=3, local_world_size=8,
+        device = process_group.init_distributed(DistEnv(rank=3, world_size=16, local_rank=3, local_world_size=8,
                                                  launcher="torchrun"), timeout_min=7)
     assert seen["backend"] == "cpu:gloo,cuda:nccl"
     assert seen["timeout"].total_seconds() == 7 * 60
@@ -42,10 +42,10 @@ def test_cuda_run_asks_deepspeed_for_a_group_serving_cpu_and_cuda(monkeypatch):
 
 def test_backend_choice(monkeypatch):
     monkeypatch.delenv("DIST_CLUSTER_BACKEND", raising=False)
-    assert launch.process_group_backend(cuda=False) == "gloo"
-    assert launch.process_group_backend(cuda=True) == "cpu:gloo,cuda:nccl"
+    assert process_group.process_group_backend(cuda=False) == "gloo"
+    assert process_group.process_group_backend(cuda=True) == "cpu:gloo,cuda:nccl"
     monkeypatch.setenv("DIST_CLUSTER_BACKEND", "cpu:gloo,cuda:gloo")   # several ranks on one GPU
-    assert launch.process_group_backend(cuda=True) == "cpu:gloo,cuda:gloo"
+    assert process_group.process_group_backend(cuda=True) == "cpu:gloo,cuda:gloo"
 
 
 def _direct_collective_calls(path: str) -> list[str]:
