@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from dist_cluster.clustering.lloyd_pass import LloydPass
+from dist_cluster.clustering.lloyd_pass import CHUNK_ELEMENTS, LloydPass
 from dist_cluster.clustering.seeding import kmeans_plusplus, random_rows, shard_offsets
 from dist_cluster.distributed import all_gather_varlen, all_reduce_sum, broadcast, rank
 
@@ -96,7 +96,8 @@ def _lloyd(fused: LloydPass, c, max_iter, tol, offsets):
 
 
 def _mean(x: torch.Tensor, n_total: int, chunk: int) -> torch.Tensor:
-    """The global data mean (float64)."""
+    """The global data mean (float64), summed in chunks small enough for the cache (the float64 column sums of
+    8,192 rows of 784 columns ran at 1.5 GB/s, of 1,003 rows at 8 GB/s)."""
     zero = torch.zeros(x.shape[1], dtype=torch.float64, device=x.device)
     return all_reduce_sum(sum((x[a:a + chunk].sum(0, dtype=torch.float64) for a in range(0, x.shape[0], chunk)),
                               zero)) / n_total
@@ -122,7 +123,7 @@ def kmeans(x: torch.Tensor, k: int, n_init: int = 1, max_iter: int = 300, tol: f
         raise ValueError(f"k must be in [1, {int(offsets[-1])}] (rows in the data set), got {k}")
     if not (isinstance(init, torch.Tensor) or init in ("k-means++", "random")):
         raise ValueError(f"init must be 'k-means++', 'random' or a (k, d) tensor, got {init!r}")
-    mu = _mean(x, int(offsets[-1]), 8192)
+    mu = _mean(x, int(offsets[-1]), max(256, min(8192, CHUNK_ELEMENTS // max(x.shape[1], 1))))
     gen = torch.Generator().manual_seed(seed)
     best = None
     with LloydPass(x, k, chunk, mu=mu, path=path) as fused:

@@ -31,6 +31,9 @@ from dist_cluster import cpu_gemm
 from dist_cluster.precision import exact_float32
 
 TILE_ELEMENTS = 1 << 21        # rows × k of one score tile (8 MiB in float32) on CPU
+# rows × d of one chunk on CPU (3 MiB in float32): the sums read the rows again right after the GEMM, from the
+# cache while a chunk is this small (Fashion-MNIST, 784 columns: 1,003 rows, a pass 18% faster than 8,192)
+CHUNK_ELEMENTS = 3 << 18
 # Below this width the rows get a column of ones and the centres one of ‖c‖², so that a single GEMM gives
 # ‖c‖² − 2·x·c (adding the bias to a score tile after the GEMM costs as much as a GEMM of 32 columns).
 AUGMENT_BELOW = 128
@@ -43,10 +46,10 @@ def work_dtype(x: torch.Tensor) -> torch.dtype:
 PATHS = ("auto", "cpu", "device")
 
 
-def default_chunk(n: int, k: int, device: torch.device) -> int:
+def default_chunk(n: int, k: int, d: int, device: torch.device) -> int:
     if device.type != "cpu":      # a 256 MiB float32 tile: few launches per pass
         return max(1, min(n, (1 << 26) // max(k, 1)))
-    return max(256, min(8192, TILE_ELEMENTS // max(k, 1)))
+    return max(256, min(8192, TILE_ELEMENTS // max(k, 1), CHUNK_ELEMENTS // max(d, 1)))
 
 
 def _assign(s: torch.Tensor, labels: torch.Tensor, mins: torch.Tensor, cpu: bool) -> None:
@@ -68,7 +71,7 @@ class LloydPass:
         self.k, dev = k, x.device
         if path not in PATHS or (path == "cpu" and dev.type != "cpu"):
             raise ValueError(f"path must be one of {PATHS} ('cpu' for CPU tensors only), got {path!r}")
-        self.chunk = max(1, chunk or default_chunk(n, k, dev))
+        self.chunk = max(1, chunk or default_chunk(n, k, d, dev))
         self.bounds = [(a, min(a + self.chunk, n)) for a in range(0, n, self.chunk)]
         self.cpu = dev.type == "cpu" and path != "device"
         self.workers = max(1, min(workers or torch.get_num_threads(), len(self.bounds))) if self.cpu else 1
