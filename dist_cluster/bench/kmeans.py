@@ -4,7 +4,8 @@ Time per iteration = fit time (set-up included) / iterations run, at most 20 at 
 the quick inputs). faiss runs as many iterations as we did (it has no tolerance). Exactness: the inertia from
 the same init equals scikit-learn's (1e-9 relative and equal labels on the float64 quick inputs; 1e-4 on
 float32, whose sums scikit-learn accumulates in float32); 2 processes give the labels of 1 process. One more row
-per input runs the device pass on CPU (`path="device"`, the default on CUDA) to show its CPU cost.
+per input runs the device pass on CPU (`path="device"`, the default on CUDA) to show its CPU cost, and one (full
+size only) calls ours and scikit-learn three times in a row each (`_back_to_back`).
 """
 from __future__ import annotations
 
@@ -56,6 +57,19 @@ def _on_rank(rank, world, x, init, repeats, max_iter):
     return [t / r.n_iter for t in times], r.inertia, r.labels.numpy()
 
 
+def _back_to_back(name: str, k: int, procs: str, fns: dict) -> Row:
+    """Each called three times in a row, the median of the last two: both in the state their own last call left
+    (the alternating rows put each call after the other library's, which slows scikit-learn's 1.5-3 times)."""
+    import statistics
+    import time
+    med = {}
+    for key, fn in fns.items():
+        time.sleep(0.5)
+        med[key] = statistics.median([fn().seconds for _ in range(3)][1:])
+    return Row("kmeans", f"Lloyd iteration, {name}, k={k}, each called 3 times in a row (last 2)", procs,
+               med["ours"], "scikit-learn", med["sklearn"], "", None, "not alternated: steady state")
+
+
 def run(opts: Options) -> list[Row]:
     import faiss
     from sklearn.cluster import KMeans, kmeans_plusplus
@@ -97,13 +111,16 @@ def run(opts: Options) -> list[Row]:
         d_rel = abs(d_inertia / sk_inertia - 1)
         d_exact = d_rel <= (1e-9 if x.dtype == np.float64 else 1e-4) and (
             x.dtype != np.float64 or bool((d_labels == sk_labels).all()))
+        target = "" if opts.quick else ("≤0.7" if name.startswith("Fashion-MNIST") else "≤1.0")
         rows.append(Row("kmeans", f"Lloyd iteration, {name}, k={k}", procs, med["ours"], "scikit-learn",
-                        med["sklearn"], "" if opts.quick else "≤1.0", exact, note))
+                        med["sklearn"], target, exact, note))
         rows.append(Row("kmeans", f"Lloyd iteration, {name}, k={k}", procs, med["ours"], "faiss", med["faiss"],
                         "" if opts.quick else "≤1.2"))
         rows.append(Row("kmeans", f"Lloyd iteration, {name}, k={k}, device path on CPU (path='device')", procs,
                         med["device"], "ours, CPU path", med["ours"], "", d_exact,
                         f"iters {d_iters} vs {sk_iters} (scikit-learn), Δinertia {d_rel:.1e}"))
+        if not opts.quick:
+            rows.append(_back_to_back(name, k, procs, {"ours": lambda: _ours(x, init, max_iter), "sklearn": sk}))
         for world in [w for w in opts.procs if w > 1 and two_procs]:
             per = max(1, opts.threads // world)
             per_rank = run_world(_on_rank, world, x, init, opts.repeats, max_iter, threads=per)
