@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from dist_cluster import cpu_gemm
+from dist_cluster import cpu_gemm, hugepages
 from dist_cluster.precision import exact_float32
 
 TILE_ELEMENTS = 1 << 21        # rows × k of one score tile (8 MiB in float32) on CPU
@@ -78,10 +78,10 @@ class LloydPass:
         self.augment = d < AUGMENT_BELOW and self.cpu
         borrow = mu is None and x.is_contiguous() and x.dtype == work_dtype(x) and not self.augment
         if self.augment:            # [x − mu, 1]; self.x is the view without the ones
-            self.xa = torch.ones((n, d + 1), dtype=work_dtype(x), device=dev)
+            self.xa = hugepages.empty((n, d + 1), work_dtype(x), dev).fill_(1)
             self.x = self.xa[:, :d]
         else:
-            self.x = x if borrow else torch.empty((n, d), dtype=work_dtype(x), device=dev)   # x − mu, contiguous
+            self.x = x if borrow else hugepages.empty((n, d), work_dtype(x), dev)   # x − mu, contiguous
         self.x_sq = torch.empty(n, dtype=torch.float64, device=dev)
         self.labels = torch.full((n,), -1, dtype=torch.long, device=dev)
         self.min_part = torch.empty(n, dtype=self.x.dtype, device=dev)
