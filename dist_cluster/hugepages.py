@@ -18,7 +18,7 @@ import torch
 
 MADV_HUGEPAGE = 14
 HUGE = 2 << 20
-MIN_BYTES = 32 << 20          # below this the faults cost little
+MIN_BYTES = 8 << 20           # below this the faults cost little
 
 
 @functools.lru_cache(maxsize=None)
