@@ -279,3 +279,14 @@ def test_auto_precision_takes_bfloat16_only_for_wide_float32_rows_on_fast_hardwa
         assert torch.allclose(default.dist, full.dist, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="gemm_dtype"):
         knn(x, 8, gemm_dtype=torch.int8)
+
+
+def test_even_length_cuts_into_the_fewest_nearly_equal_blocks():
+    from dist_cluster.neighbors.tiles import even_length
+    for n in [0, 1, 63, 64, 4095, 4096, 4097, 10000, 100000, 123457]:
+        for cap in [64, 1000, 4096, 65520]:
+            length = even_length(n, cap)
+            blocks = -(-max(n, 1) // length)
+            assert length % 64 == 0 and blocks <= -(-max(n, 1) // cap), (n, cap)   # no more blocks than the cap needs
+            assert length < cap + 64, (n, cap)                                      # at most the cap, rounded up
+            assert length - 64 < -(-max(n, 1) // blocks), (n, cap)                  # no longer than needed
