@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
-from dist_cluster.clustering.lloyd_pass import LloydPass, default_chunk
+from dist_cluster.clustering.chunks import cache_chunk
+from dist_cluster.clustering.lloyd_pass import LloydPass
 from dist_cluster.clustering.seeding import kmeans_plusplus, random_rows, shard_offsets
 from dist_cluster.distributed import all_gather_varlen, all_reduce_sum, broadcast, rank
 
@@ -72,7 +73,7 @@ def _update(c, sums, counts):
 
 def _lloyd(fused: LloydPass, c, max_iter, tol, offsets):
     """Lloyd from the centred centres c; returns centred centres, labels, inertia and iterations."""
-    fused.labels.fill_(-1)
+    fused.reset()
     strict = False
     for it in range(1, max_iter + 1):
         sums, counts, changed = fused.run(c, True)
@@ -123,7 +124,7 @@ def kmeans(x: torch.Tensor, k: int, n_init: int = 1, max_iter: int = 300, tol: f
         raise ValueError(f"k must be in [1, {int(offsets[-1])}] (rows in the data set), got {k}")
     if not (isinstance(init, torch.Tensor) or init in ("k-means++", "random")):
         raise ValueError(f"init must be 'k-means++', 'random' or a (k, d) tensor, got {init!r}")
-    mu = _mean(x, int(offsets[-1]), default_chunk(x.shape[0], 1, x.shape[1], x.device))   # the passes' rows
+    mu = _mean(x, int(offsets[-1]), cache_chunk(x.shape[0], x.shape[1], x.device))
     gen = torch.Generator().manual_seed(seed)
     best = None
     with LloydPass(x, k, chunk, mu=mu, path=path) as fused:
