@@ -3,8 +3,8 @@
 Lloyd iterations as scikit-learn runs them, on the data centred on their mean (centred once, in a contiguous
 copy in the working dtype, float32 unless the data are float64; row norms computed once): each iteration is
 one fused pass over the rows (`LloydPass`: nearest centre and the per-cluster sums in float64, which on CPU
-move only the rows whose label changed),
-then one collective for sums, counts and the number of changed labels. Empty clusters move to the points
+move only the rows whose label changed), then one collective for sums, counts and the number of changed
+labels. Empty clusters move to the points
 farthest from their centres (globally, ties by the smaller global index). Stop when no label changes (the
 last pass's labels already match the centres) or when the centre shift Σ‖Δc‖² ≤ tol · mean per-feature
 variance (then one assignment pass without sums, so labels match the returned centres). The convergence test
