@@ -5,21 +5,20 @@ backward of `all_gather_with_grad`, W times the one-process gradient on each ran
 data-parallel mean over W ranks then gives exactly the one-process gradient. Per-sample losses that are
 averaged locally need no gather: the data-parallel mean of equal-size local means is the global mean.
 
-Devices: the launcher builds a group with a backend per device (`cpu:gloo,cuda:nccl`), so bulk data moves
-on the device it lives on (NCCL for CUDA tensors) and small control values may stay on the CPU. A group made
-with one backend only (a user's own `nccl` group) cannot serve CPU tensors; `_served` then moves such a
-tensor to the current CUDA device for the collective and back, so no call here fails for its device.
+Devices: bulk data moves on the device it lives on (NCCL for CUDA tensors) and small control values may stay
+on the CPU; a tensor whose device the group has no backend for goes through `backends._served` and back, so
+no call here fails for its device.
 
-Operations: which backend serves which tensor operation on which device is one table (`_OPS`); the autograd
+Operations: which backend serves which tensor operation on which device is one table (`backends._OPS`); the autograd
 gather uses the single-tensor gather and reduce-scatter where the device's backend has them, else a list gather
 and an all-reduce (every backend has those). Nothing here calls `all_to_all` (gloo lacks it for CUDA tensors).
 """
 from __future__ import annotations
 
-import datetime
-
 import torch
 import torch.distributed as dist
+
+from dist_cluster.distributed.backends import _gather_single, _reduce_scatter_single, _served, backend_serves, serves
 
 
 def is_dist() -> bool:
@@ -36,42 +35,6 @@ def rank() -> int:
 
 def _multi() -> bool:
     return is_dist() and world_size() > 1
-
-
-def device_backend(device: torch.device) -> str | None:
-    """The default group's backend for tensors on `device`, or None when it has none."""
-    backend = str(dist.get_backend()).lower()
-    if "," in backend or ":" in backend:   # "cpu:gloo,cuda:nccl", "cpu:gloo,cuda:gloo"
-        return dict(part.split(":") for part in backend.split(",")).get(device.type)
-    if backend == "gloo":                  # gloo alone serves CPU and CUDA tensors
-        return backend
-    return backend if device.type == "cuda" else None
-
-
-def backend_serves(device: torch.device) -> bool:
-    """Whether the default group has a backend for tensors on `device`."""
-    return device_backend(device) is not None
-
-
-# Single-tensor operations each (backend, device) serves, besides the list all_gather and all_reduce that
-# all serve. gloo's single-tensor gather and reduce-scatter exist for CPU tensors only.
-_OPS = {("nccl", "cuda"): {"all_gather_into_tensor", "reduce_scatter_tensor"},
-        ("gloo", "cpu"): {"all_gather_into_tensor", "reduce_scatter_tensor"}}
-
-
-def serves(op: str, device: torch.device) -> bool:
-    return op in _OPS.get((device_backend(device), device.type), ())
-
-
-# torch ≥ 2.14 names them all_gather_single / reduce_scatter_single; older releases have only the old names
-_gather_single = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
-_reduce_scatter_single = getattr(dist, "reduce_scatter_single", None) or dist.reduce_scatter_tensor
-
-
-def _served(x: torch.Tensor) -> torch.Tensor:
-    if backend_serves(x.device):
-        return x
-    return x.to(torch.device("cuda", torch.cuda.current_device()) if x.device.type == "cpu" else "cpu")
 
 
 def _sizes(n: int, device: torch.device) -> list[int]:
@@ -225,56 +188,6 @@ def gather_to(x: torch.Tensor, dst: int = 0) -> list[torch.Tensor] | None:
     return [p.to(x.device) for p in parts] if parts is not None else None
 
 
-def gather_object_to(obj, dst: int = 0) -> list | None:
-    """Rank dst receives every rank's picklable `obj` as a list (rank order); other ranks get None."""
-    if not _multi():
-        return [obj]
-    out = [None] * world_size() if rank() == dst else None
-    dist.gather_object(obj, out, dst=dst)
-    return out
-
-
-def broadcast_object(obj, src: int = 0):
-    if not _multi():
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src)
-    return box[0]
-
-
 def barrier() -> None:
     if _multi():
         dist.barrier()
-
-
-# Rank-0-only work (the final report, baselines, figures) can take far longer than a training collective may
-# wait; the other ranks wait for it on a group of their own whose timeout covers it.
-MAIN_ONLY_TIMEOUT = datetime.timedelta(hours=12)
-_patient = {"world": None, "group": None}
-
-
-def _patient_group():
-    if _patient["world"] is not dist.group.WORLD:      # a new default group (runs may share a process)
-        _patient.update(world=dist.group.WORLD, group=dist.new_group(backend="gloo", timeout=MAIN_ONLY_TIMEOUT))
-    return _patient["group"]
-
-
-def main_only(fn, *args, **kwargs):
-    """fn(*args, **kwargs) on rank 0 only, called by every rank; the others wait for it (up to MAIN_ONLY_TIMEOUT,
-    whatever the training group's timeout) and get its result. An error on rank 0 is raised on every rank."""
-    if not _multi():
-        return fn(*args, **kwargs)
-    group, out, err = _patient_group(), None, None
-    if rank() == 0:
-        try:
-            out = fn(*args, **kwargs)
-        except BaseException as e:   # the others must not wait out the timeout for a result that never comes
-            err = e
-    box = [(err is None, out if err is None else f"{type(err).__name__}: {err}")]
-    dist.broadcast_object_list(box, src=0, group=group)
-    if err is not None:
-        raise err
-    ok, value = box[0]
-    if not ok:
-        raise RuntimeError(f"rank 0 failed in {getattr(fn, '__qualname__', fn)}: {value}")
-    return value

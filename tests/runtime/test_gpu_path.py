@@ -71,15 +71,20 @@ def _direct_collective_calls(path: str) -> list[str]:
 
 
 def test_every_collective_goes_through_distributed_collectives():
-    allowed = os.path.join(ROOT, "dist_cluster", "distributed", "collectives.py")
+    """Tensor collectives live in collectives.py, object ones (pickled, device-free) in rank_zero.py."""
+    allowed = {os.path.join(ROOT, "dist_cluster", "distributed", f) for f in ("collectives.py", "rank_zero.py")}
     found = []
     for top in ("dist_cluster", "slurm", "recipes", "tools"):
         for root, _, files in os.walk(os.path.join(ROOT, top)):
             for f in files:
                 path = os.path.join(root, f)
-                if f.endswith(".py") and path != allowed:
+                if f.endswith(".py") and path not in allowed:
                     found += _direct_collective_calls(path)
-    assert not found, "collectives outside dist_cluster/distributed/collectives.py:\n" + "\n".join(found)
+    assert not found, "collectives outside dist_cluster/distributed/{collectives,rank_zero}.py:\n" + "\n".join(found)
+    objects = ("broadcast_object_list", "all_gather_object", "gather_object")
+    tensors = [c for c in _direct_collective_calls(os.path.join(ROOT, "dist_cluster", "distributed", "rank_zero.py"))
+               if not c.endswith(objects)]
+    assert not tensors, tensors
 
 
 def test_collectives_on_two_gloo_ranks_match_one_process():
