@@ -43,8 +43,8 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import torch
-import torch.nn.functional as F
 
+from dist_cluster import hugepages
 from dist_cluster.distributed import all_gather_nograd, all_gather_varlen, all_reduce_max
 from dist_cluster.neighbors import keys as keys_
 from dist_cluster.neighbors import rescore as rescore_
@@ -73,9 +73,11 @@ def prepare(x: torch.Tensor, metric: str, inplace: bool = False) -> torch.Tensor
         raise ValueError("features contain NaN or inf")
     if metric == "l2":
         return x.contiguous()
-    if inplace and x.is_contiguous():      # F.normalize's arithmetic, without the copy
-        return x.div_(torch.linalg.vector_norm(x, dim=1, keepdim=True).clamp_min(1e-12))
-    return F.normalize(x, dim=1).contiguous()
+    norm = torch.linalg.vector_norm(x, dim=1, keepdim=True).clamp_min(1e-12)    # F.normalize's arithmetic
+    if inplace and x.is_contiguous():
+        return x.div_(norm)
+    # the copy on huge pages where Linux offers them (100000×768: 88 → 27 ms)
+    return torch.div(x, norm, out=hugepages.empty(x.shape, x.dtype, x.device))
 
 
 def _shard_layout(n_local: int, index: torch.Tensor | None, device) -> tuple[list[int], torch.Tensor]:

@@ -91,21 +91,20 @@ def merge_topk(s1: torch.Tensor, i1: torch.Tensor, s2: torch.Tensor, i2: torch.T
 def _merge_sparse(s: torch.Tensor, i: torch.Tensor, rows: torch.Tensor, cs: torch.Tensor, ci: torch.Tensor,
                   k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The best k of each row of the (n, k) lists (s, i) and of candidates (row, score, id) = (rows, cs, ci),
-    by one sort of the candidates' rows' entries: row ascending, then score descending, then id ascending."""
-    touched = torch.unique(rows)
-    n_t = len(touched)
-    slot = torch.empty(s.shape[0], dtype=torch.long, device=s.device)
-    slot[touched] = torch.arange(n_t, device=s.device)
-    r = torch.cat([torch.arange(n_t, device=s.device).repeat_interleave(k), slot[rows]])
-    v = torch.cat([s[touched].reshape(-1), cs])
-    d = torch.cat([i[touched].reshape(-1), ci])
-    o = torch.argsort(d, stable=True)
-    o = o[torch.argsort(v[o], descending=True, stable=True)]
-    o = o[torch.argsort(r[o], stable=True)]
-    first = torch.searchsorted(r[o], torch.arange(n_t, device=s.device))     # each row's entries start here
-    take = o[(first[:, None] + torch.arange(k, device=s.device)).reshape(-1)]
+    rows ascending: each touched row's candidates are laid beside its list in a (rows, k + most candidates)
+    matrix, padded with (−inf, PAD) entries that sort last, and selected row-wise."""
+    touched, per_row = torch.unique_consecutive(rows, return_counts=True)
+    n_t, width = len(touched), int(per_row.max())
+    first = torch.cumsum(per_row, 0) - per_row
+    slot = torch.repeat_interleave(torch.arange(n_t, device=s.device), per_row)
+    col = k + torch.arange(len(rows), device=s.device) - first[slot]
+    ms = torch.full((n_t, k + width), float("-inf"), dtype=s.dtype, device=s.device)
+    mi = torch.full((n_t, k + width), torch.iinfo(torch.int64).max, dtype=torch.long, device=s.device)
+    ms[:, :k], mi[:, :k] = s[touched], i[touched]
+    ms[slot, col], mi[slot, col] = cs, ci
+    v, d = _select(ms, mi, k)
     s, i = s.clone(), i.clone()
-    s[touched], i[touched] = v[take].view(n_t, k), d[take].view(n_t, k)
+    s[touched], i[touched] = v, d
     return s, i
 
 

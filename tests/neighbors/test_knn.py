@@ -154,6 +154,19 @@ def test_inplace_normalisation_gives_the_same_lists():
     assert torch.allclose(y.norm(dim=1), torch.ones(len(y), dtype=y.dtype))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+def test_cosine_rows_are_torch_normalize_bit_for_bit(dtype):
+    """The normalised copy (written to huge pages when large) and the in-place form round as F.normalize."""
+    from dist_cluster.neighbors.knn import prepare
+    x = torch.randn(3000, 1500, generator=torch.Generator().manual_seed(0)).to(dtype)      # 18 MB in float32
+    x[7] = 0                                                                                # norm clamped
+    ref, cols = torch.nn.functional.normalize(x, dim=1), x.T.contiguous().T           # cols: column-major
+    assert torch.equal(prepare(x, "cosine"), ref)
+    got = prepare(cols, "cosine")
+    assert got.is_contiguous() and torch.equal(got, torch.nn.functional.normalize(cols, dim=1))
+    assert torch.equal(prepare(x.clone(), "cosine", inplace=True), ref)
+
+
 def _low_precision_cases(rank, world, cases):
     out = []
     for x, metric in cases:
