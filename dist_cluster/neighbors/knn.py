@@ -124,7 +124,8 @@ def _search(x, path, sizes, gid, identity, metric, self_first, chunk, nq, keep, 
     if path == "device":
         return DeviceSearch(x, sizes, gid, tile, metric, self_first, 1, identity, q_rows), (keep + 1) * (elem + 8) * 2
     pending = 8 if keep <= 64 else 1        # blocks' lists kept aside before a merge (RunningTopK)
-    return Search(x, sizes, gid, tile, metric, self_first, pending, identity), keep * (elem + 8) * (pending + 1)
+    return (Search(x, sizes, gid, tile, metric, self_first, pending, identity, q_rows),
+            keep * (elem + 8) * (pending + 1))
 
 
 def iter_knn(x: torch.Tensor, k: int, metric: str = "l2", index: torch.Tensor | None = None, chunk: int | None = None,

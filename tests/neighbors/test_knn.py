@@ -303,3 +303,12 @@ def test_even_length_cuts_into_the_fewest_nearly_equal_blocks():
             assert length % 64 == 0 and blocks <= -(-max(n, 1) // cap), (n, cap)   # no more blocks than the cap needs
             assert length < cap + 64, (n, cap)                                      # at most the cap, rounded up
             assert length - 64 < -(-max(n, 1) // blocks), (n, cap)                  # no longer than needed
+
+
+def test_the_cpu_search_takes_the_query_tiles_cpu_tiles_gives():
+    from dist_cluster.neighbors.knn import CPU_TILE, _search, cpu_tiles
+    x = torch.randn(100, 8)
+    for n in (100, 100_000):
+        search, _ = _search(x, "cpu", [n], torch.arange(n), True, "l2", True, None, 100, 10, x.dtype)
+        assert (search.q_rows, search.tile) == cpu_tiles(n)
+    assert cpu_tiles(100_000) == (CPU_TILE[0], 4032)
