@@ -14,33 +14,36 @@ def _thp_mode() -> str:
     return text[text.index("[") + 1:text.index("]")]
 
 
-def _huge_kb(ptr: int) -> int:
-    """AnonHugePages of the mapping that holds address ptr, from /proc/self/smaps."""
-    inside = False
+def _mapping(ptr: int) -> dict[str, str]:
+    """The /proc/self/smaps fields of the mapping that holds address ptr."""
+    fields, inside = {}, False
     with open("/proc/self/smaps") as f:
         for line in f:
             head = line.split()[0]
             if "-" in head and ":" not in head:
+                if inside:
+                    break
                 lo, hi = (int(v, 16) for v in head.split("-"))
                 inside = lo <= ptr < hi
-            elif inside and head == "AnonHugePages:":
-                return int(line.split()[1])
-    return 0
+            elif inside:
+                fields[head.rstrip(":")] = line.split(":", 1)[1].strip()
+    return fields
 
 
-def test_a_large_buffer_gets_huge_pages_where_the_kernel_offers_them():
+def test_a_large_buffer_is_advised_huge_before_it_is_written():
+    """The advice is what the code controls: its mapping carries the kernel's huge-page-advised flag ("hg").
+    Whether 2 MiB pages are then granted depends on free contiguous memory at that moment (a busy machine may
+    have none), so the pages themselves are only checked where THP is off: none there."""
     t = hugepages.empty((64 << 20) // 4, torch.float32)
     assert t.shape == ((64 << 20) // 4,) and t.dtype == torch.float32
     t.fill_(1.0)                                   # first touch, after the advice
     if not sys.platform.startswith("linux"):
         assert not hugepages.advise(t)
         return
-    mode = _thp_mode()
-    huge = _huge_kb(t.data_ptr() + (32 << 20))
-    if mode in ("always", "madvise"):
-        assert huge >= 2048, (mode, huge)          # at least one 2 MiB page (normally nearly all 64 MiB)
-    else:
-        assert huge == 0, (mode, huge)
+    inner, mode = _mapping(t.data_ptr() + (32 << 20)), _thp_mode()
+    assert ("hg" in inner["VmFlags"].split()) == (mode != "absent"), (mode, inner["VmFlags"])   # absent: EINVAL
+    if mode in ("never", "absent"):
+        assert inner["AnonHugePages"].split()[0] == "0"
 
 
 def test_small_buffers_and_other_devices_are_left_alone():
