@@ -144,13 +144,13 @@ class LloydPass:
         rows = self.xa if self.augment else self.x      # contiguous rows (index_add_ is slow on strided ones)
         width = rows.shape[1]
         # CPU: the last pass's sums follow its labels; only the rows whose label changed are read again
-        moved = self.cpu and with_sums and self._running is not None
+        moved = self.cpu and with_sums and self._running is not None and self._running[0].shape == (k, width)
         acc = [self.x.new_empty((k, width)) for _ in w_all] if with_sums and not moved else None
         if moved:
             totals = self._running
         elif with_sums:
             totals = [torch.zeros((k, width), dtype=torch.float64, device=dev) for _ in w_all]
-        self._running = totals if with_sums and self.cpu else None
+        self._running = None            # until this pass has finished: an interrupted one leaves nothing to trust
         # with a ones column, its sums are the counts
         count_sums = with_sums and self.augment and not direct
         counts = [torch.zeros(k, dtype=torch.long, device=dev) for _ in w_all]
@@ -193,6 +193,7 @@ class LloydPass:
                 totals[w].add_(acc[w].zero_().index_add_(0, i, rows[a:b]))
 
         self._map(chunk)
+        self._running = totals if with_sums and self.cpu else None
         if self.cpu:
             changed = torch.tensor([float(sum(changed))], dtype=torch.float64)
         else:

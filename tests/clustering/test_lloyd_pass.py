@@ -49,3 +49,27 @@ def test_unchanged_labels_leave_the_sums_as_they_were():
         first = fused.run(x[:8], True)
         second = fused.run(x[:8], True)
     assert int(second[2]) == 0 and torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
+
+
+def test_an_interrupted_pass_or_other_centres_count_start_the_sums_afresh():
+    x = torch.from_numpy(make_blobs(2000, centers=6, n_features=5, random_state=2)[0]).float()
+    with LloydPass(x, 6, chunk=256, workers=1) as fused:
+        fused.run(x[:6], True)
+        real, calls = torch.Tensor.index_add_, []
+
+        def fail_once(t, *a, **kw):
+            calls.append(1)
+            if len(calls) == 1:
+                raise KeyboardInterrupt
+            return real(t, *a, **kw)
+        torch.Tensor.index_add_ = fail_once
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                fused.run(x[10:16], True)       # stops after its first chunk's labels changed
+        finally:
+            torch.Tensor.index_add_ = real
+        sums, counts, _ = fused.run(x[20:26], True)
+        assert torch.allclose(sums, exact_sums(x, fused.labels, 6), rtol=1e-5, atol=1e-3)
+        assert torch.equal(counts, torch.bincount(fused.labels, minlength=6).double())
+        sums, counts, _ = fused.run(x[:4], True)                     # 4 centres now
+        assert sums.shape == (4, 5) and torch.allclose(sums, exact_sums(x, fused.labels, 4), rtol=1e-5, atol=1e-3)
