@@ -93,6 +93,8 @@ def _merge_sparse(s: torch.Tensor, i: torch.Tensor, rows: torch.Tensor, cs: torc
     """The best k of each row of the (n, k) lists (s, i) and of candidates (row, score, id) = (rows, cs, ci),
     rows ascending: each touched row's candidates are laid beside its list in a (rows, k + most candidates)
     matrix, padded with (−inf, PAD) entries that sort last, and selected row-wise."""
+    if not len(rows):
+        return s, i
     touched, per_row = torch.unique_consecutive(rows, return_counts=True)
     n_t, width = len(touched), int(per_row.max())
     first = torch.cumsum(per_row, 0) - per_row
