@@ -20,7 +20,7 @@ import torch
 from dist_cluster.distributed import all_reduce_max, rank
 from dist_cluster.neighbors import keys as keys_
 from dist_cluster.neighbors.search import Search
-from dist_cluster.neighbors.tiles import GUARD, PAD_ID, even_length, query_tiles, score
+from dist_cluster.neighbors.tiles import GUARD, PAD_ID, even_length, operand, query_tiles, score
 from dist_cluster.neighbors.topk import lexsort_rows
 
 SPARE = 8                     # groups chosen beyond keep: a cut tied with an unchosen group's maximum is rare
@@ -123,7 +123,7 @@ class DeviceSearch(Search):
         for src, start, b0, m, blk in self.blocks():
             col_low[:m], col_low[m:] = keys_.low_bits(self.rank_of[start:start + m], bits), 0     # 0: padding
             neg_sq = (-(blk * blk).sum(1)).to(dtype) if self.metric == "l2" else None
-            blk = blk.to(dtype)
+            blk = operand(blk.to(dtype), self.metric)
             for (a, rid, q), run in zip(tiles, state):
                 s = score(q, blk, neg_sq, buf[:q.shape[0]], self.metric)[:len(rid)]
                 s[:, m:] = float("-inf")

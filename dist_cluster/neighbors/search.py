@@ -8,7 +8,7 @@ import torch
 
 from dist_cluster.distributed import all_reduce_max, rank
 from dist_cluster.neighbors import rescore as rescore_
-from dist_cluster.neighbors.tiles import GUARD, PAD_ID, database_blocks, query_tiles, score
+from dist_cluster.neighbors.tiles import GUARD, PAD_ID, database_blocks, operand, query_tiles, score
 from dist_cluster.neighbors.topk import RunningTopK, lexsort_rows
 
 
@@ -47,7 +47,7 @@ class Search:
         for src, start, b0, m, blk in self.blocks():
             ids[:m], ids[m:] = self.gid[start:start + m], PAD_ID
             neg_sq = (-(blk * blk).sum(1)).to(dtype) if self.metric == "l2" else None
-            blk = blk.to(dtype)
+            blk = operand(blk.to(dtype), self.metric)
             for (rid, q), running in zip(tiles, best):
                 s = score(q, blk, neg_sq, score_buf[:q.shape[0]], self.metric)[:len(rid)]
                 s[:, m:] = float("-inf")

@@ -72,13 +72,19 @@ def query_tiles(x: torch.Tensor, rows, tile: int) -> list[tuple[torch.Tensor, to
     return out
 
 
+def operand(blk: torch.Tensor, metric: str) -> torch.Tensor:
+    """A database block as `score` multiplies it, made once per block: for l2 through oneDNN (which has no
+    alpha) the block doubled."""
+    return blk * 2 if metric == "l2" and cpu_gemm.takes_onednn(blk, blk) else blk
+
+
 @exact_float32()
-def score(q, blk, neg_sq, out, metric):
-    """Scores (rows of q) × (rows of blk): q·b for cosine, 2 q·b − ‖b‖² for l2 (same order per query); in `out`
-    or a new tile (float32 on CPU goes to oneDNN, `cpu_gemm`). Doubling is exact, so (2b)·q + (−‖b‖²) is
-    2 q·b − ‖b‖² with one rounding of the sum either way."""
-    if cpu_gemm.takes_onednn(q, blk):
-        return cpu_gemm.linear(q, blk * 2 if metric == "l2" else blk, neg_sq if metric == "l2" else None)
+def score(q, w, neg_sq, out, metric):
+    """Scores (rows of q) × (rows of the block whose `operand` is w): q·b for cosine, 2 q·b − ‖b‖² for l2 (same
+    order per query); in `out` or a new tile (float32 on CPU goes to oneDNN, `cpu_gemm`). Doubling is exact, so
+    (2b)·q + (−‖b‖²) is 2 q·b − ‖b‖² with one rounding of the sum either way."""
+    if cpu_gemm.takes_onednn(q, w):
+        return cpu_gemm.linear(q, w, neg_sq if metric == "l2" else None)
     if metric == "l2":
-        return torch.addmm(neg_sq, q, blk.T, alpha=2, out=out)
-    return torch.mm(q, blk.T, out=out)
+        return torch.addmm(neg_sq, q, w.T, alpha=2, out=out)
+    return torch.mm(q, w.T, out=out)
