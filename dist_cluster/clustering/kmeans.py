@@ -1,14 +1,13 @@
 """k-means over row-sharded data: every rank holds some rows; centroids end up identical on all ranks.
 
-Lloyd iterations as scikit-learn runs them, on the data centred on their mean (centred once, in a contiguous
-copy in the working dtype, float32 unless the data are float64; row norms computed once): each iteration is
-one fused pass over the rows (`LloydPass`: nearest centre and the per-cluster sums in float64, which on CPU
-move only the rows whose label changed), then one collective for sums, counts and the number of changed
-labels. Empty clusters move to the points
-farthest from their centres (globally, ties by the smaller global index). Stop when no label changes (the
-last pass's labels already match the centres) or when the centre shift Σ‖Δc‖² ≤ tol · mean per-feature
-variance (then one assignment pass without sums, so labels match the returned centres). The convergence test
-is an iteration's one host sync (changed labels, empty clusters and the shift read back together).
+Lloyd iterations as scikit-learn runs them, on the data centred on their mean (centred once, in a contiguous copy
+in the working dtype, float32 unless the data are float64; row norms computed once): each iteration is one fused
+pass over the rows (`LloydPass`: nearest centre and the per-cluster sums in float64, which on CPU move only the
+rows whose label changed), then one collective for sums, counts and the number of changed labels. Empty clusters
+move to the points farthest from their centres (globally, ties by the smaller global index). Stop when no label
+changes (the last pass's labels already match the centres) or when the centre shift Σ‖Δc‖² ≤ tol · mean per-feature
+variance (then one assignment pass without sums, so labels match the returned centres). The convergence test is an
+iteration's one host sync (changed labels, empty clusters and the shift read back together).
 `path`: the pass's CPU or device design (`lloyd_pass`; "auto": device on CUDA).
 `backend="sklearn"` gathers the rows to rank 0, runs scikit-learn's KMeans there and broadcasts centres and
 labels (reference parity, e.g. for PICI).

@@ -12,9 +12,9 @@ import torch
 
 from dist_cluster import cpu_gemm
 from dist_cluster.distributed import broadcast_async, rank, world_size
+from dist_cluster.neighbors.topk import PAD_ID  # noqa: F401  (padding rows of the blocks score -inf)
 from dist_cluster.precision import exact_float32
 
-PAD_ID = torch.iinfo(torch.int64).max     # id of padding rows; they score -inf and sort last
 # MKL's dgemm rounds the last few columns of a product differently from the others; zero guard rows at the
 # end of every database block keep each real pair out of them, so its score does not depend on its position
 GUARD = 16

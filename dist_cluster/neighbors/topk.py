@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 GROUP = 16      # columns per group in the selection over group maxima
+PAD_ID = torch.iinfo(torch.int64).max     # id of padding entries; with score -inf they sort last
 
 
 def lexsort_rows(scores: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -101,7 +102,7 @@ def _merge_sparse(s: torch.Tensor, i: torch.Tensor, rows: torch.Tensor, cs: torc
     slot = torch.repeat_interleave(torch.arange(n_t, device=s.device), per_row)
     col = k + torch.arange(len(rows), device=s.device) - first[slot]
     ms = torch.full((n_t, k + width), float("-inf"), dtype=s.dtype, device=s.device)
-    mi = torch.full((n_t, k + width), torch.iinfo(torch.int64).max, dtype=torch.long, device=s.device)
+    mi = torch.full((n_t, k + width), PAD_ID, dtype=torch.long, device=s.device)
     ms[:, :k], mi[:, :k] = s[touched], i[touched]
     ms[slot, col], mi[slot, col] = cs, ci
     v, d = _select(ms, mi, k)
